@@ -1,0 +1,1 @@
+//! The learning tables of the switch.

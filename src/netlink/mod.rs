@@ -1,0 +1,1 @@
+//! rtnetlink operations: veths, links, addresses, MTU, without shelling out to `ip`.

@@ -1,0 +1,1 @@
+//! Network namespaces: resolving attach targets, entering them on a short-lived thread.

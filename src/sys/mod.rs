@@ -1,0 +1,1 @@
+//! Unsafe syscall wrappers: every `unsafe` block of weft lives under this module.

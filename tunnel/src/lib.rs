@@ -1,0 +1,1 @@
+//! Encapsulation between hosts.

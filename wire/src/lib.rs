@@ -1,0 +1,1 @@
+//! Fixed-offset, length-checked views of the packet headers weft reads and writes.
