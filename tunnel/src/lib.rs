@@ -1,1 +1,43 @@
-//! Encapsulation between hosts.
+//! Encapsulation between weft hosts: the pure middle of the cross-host data path.
+//!
+//! Frames leave a host as VXLAN (RFC 7348) datagrams over UDP and arrive the same way.
+//! This crate does everything between the local ports and the UDP socket that needs no
+//! socket:
+//!
+//! - [`vxlan`]: the 8-byte header, byte-for-byte what a Linux vxlan device sends and
+//!   accepts, and the encapsulation overhead that sets the overlay MTU.
+//! - [`flow`]: the inner-flow hash that picks the outer UDP source port (ECMP/RSS spread).
+//! - [`offload`]: cutting a container's TSO/USO super-frames into wire-sized datagrams laid
+//!   out for one UDP GSO send ([`offload::segment`]), and merging received TCP segments
+//!   back into super-frames for one veth write ([`offload::Coalescer`]).
+//! - [`pmtu`]: what to do with a frame bigger than the overlay path (cut it, send it,
+//!   or answer with ICMP "fragmentation needed"/"packet too big").
+//! - [`heartbeat`] and [`monitor`]: data-path liveness probes between weft peers and the
+//!   per-path state machine that turns them into `Up`/`Down`.
+//!
+//! Contract: no I/O, no threads, no clock reads, no randomness; time arrives as
+//! [`std::time::Instant`] parameters, state machines follow quinn-proto's
+//! `handle_*`/`poll_*` shape. Nothing here panics on input from the network: malformed
+//! input is an error value whose `name()` is a drop-counter key. The per-frame functions
+//! write into caller-owned buffers and allocate nothing once those buffers are warm.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod flow;
+pub mod heartbeat;
+mod layout;
+pub mod monitor;
+pub mod offload;
+pub mod pmtu;
+pub mod vxlan;
+
+#[cfg(test)]
+mod testutil;
+
+pub use flow::{flow_hash, source_port};
+pub use heartbeat::{Heartbeat, HeartbeatError, HeartbeatKind, is_heartbeat};
+pub use monitor::{PathCounters, PathEvent, PathMonitor, PathMonitorConfig, PathState};
+pub use offload::{CoalesceCounters, Coalescer, SegmentError, Segmented, segment};
+pub use pmtu::{PmtuCounters, PmtuDrop, PmtuGuard, PmtuVerdict};
+pub use vxlan::{Underlay, Vni, VxlanError, VxlanHeader, decap};
