@@ -1,11 +1,19 @@
 //! weft: a userspace overlay network for containers.
 //!
-//! The `weft` binary is a thin `main` over this library, so the end-to-end
-//! tests, the benches and the lab can drive the same code. The pure cores live
-//! in their own crates (`wire`, `learning`, `switch`, `tunnel`, `mesh`); this
-//! crate holds everything that touches the operating system.
+//! The `weft` binary is a thin `main` over this library, so the end-to-end tests, the
+//! benches and the lab drive the same code. The pure cores live in their own crates
+//! (`wire`, `learning`, `switch`, `tunnel`, `mesh`); this crate holds everything that
+//! touches the operating system, and the wiring between the cores.
 
-pub mod sys;
+pub mod api;
+pub mod cli;
+pub mod daemon;
+pub mod dataplane;
+pub mod home;
 pub mod io;
+pub mod lab;
 pub mod netlink;
 pub mod netns;
+pub mod router;
+pub mod state;
+pub mod sys;

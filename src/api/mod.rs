@@ -1,0 +1,133 @@
+//! The local API: HTTP+JSON on a unix socket in the router's home.
+//!
+//! The CLI is a thin client of this API, and the plugins will be too, so every verb
+//! is a request type here and every answer a serde type. Errors travel as
+//! `{"error": "..."}` with a 4xx/5xx status and are printed by the CLI as they are.
+
+pub mod client;
+pub mod report;
+pub mod server;
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+/// `POST /attach`: connect a container's network namespace to a weft network.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttachRequest {
+    /// A netns name (as `ip netns list` shows), a pid, or a netns path.
+    pub target: String,
+    /// Addresses for the container's interface (CIDR notation).
+    #[serde(default)]
+    pub ips: Vec<IpNet>,
+    /// The weft network (default: "default").
+    #[serde(default)]
+    pub network: Option<String>,
+    /// Interface name inside the container (default: weft0).
+    #[serde(default)]
+    pub ifname: Option<String>,
+    /// MTU override (default: the overlay MTU).
+    #[serde(default)]
+    pub mtu: Option<u32>,
+    /// MAC override (default: random, locally administered).
+    #[serde(default)]
+    pub mac: Option<String>,
+}
+
+/// `POST /detach`: undo an attach.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DetachRequest {
+    /// The target as given to attach (or another name of the same namespace).
+    pub target: String,
+    /// Only the endpoint on this network (default: all of the target's endpoints).
+    #[serde(default)]
+    pub network: Option<String>,
+}
+
+/// `POST /expose`: give the host an address on a weft network through a TAP port.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExposeRequest {
+    /// The host's address and prefix on the network.
+    pub cidr: IpNet,
+    /// The weft network (default: "default").
+    #[serde(default)]
+    pub network: Option<String>,
+}
+
+/// `POST /hide`: take an exposed address (or all of them) away from the host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HideRequest {
+    /// One address to remove; none removes the host port entirely.
+    #[serde(default)]
+    pub cidr: Option<IpNet>,
+    /// The weft network (default: "default").
+    #[serde(default)]
+    pub network: Option<String>,
+}
+
+/// `POST /connect` and `POST /forget`: change the peers the router dials.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeersRequest {
+    /// `host[:port]` or `ip[:port]` items.
+    pub peers: Vec<String>,
+}
+
+/// `POST /network`: declare a named network with a chosen VNI.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkRequest {
+    /// Its name.
+    pub name: String,
+    /// Its VNI (default: derived from the name, the same on every host).
+    #[serde(default)]
+    pub vni: Option<u32>,
+}
+
+/// The body of every error answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// What went wrong, in words the user can act on.
+    pub error: String,
+}
+
+/// A request the router refused, with the HTTP status that says whose fault it was.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct ApiError {
+    /// 400 bad request, 404 unknown thing, 409 conflict, 500 router failure.
+    pub status: u16,
+    /// The message shown to the user.
+    pub message: String,
+}
+
+impl ApiError {
+    /// The caller's request is wrong.
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self {
+            status: 400,
+            message: message.into(),
+        }
+    }
+
+    /// The named thing does not exist.
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self {
+            status: 404,
+            message: message.into(),
+        }
+    }
+
+    /// The request conflicts with what exists (address in use, name taken).
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self {
+            status: 409,
+            message: message.into(),
+        }
+    }
+
+    /// The router failed to do something it should have been able to do.
+    pub fn internal(err: &anyhow::Error) -> Self {
+        Self {
+            status: 500,
+            message: format!("{err:#}"),
+        }
+    }
+}

@@ -1,0 +1,137 @@
+//! What `GET /status` and `GET /ps` answer: one serde model for the router that fills
+//! it, the CLI that prints it, and anyone scripting against `--json`.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// The whole status of a router.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StatusReport {
+    /// weft's version.
+    pub version: String,
+    /// The router's peer name (stable across restarts).
+    pub name: String,
+    /// The router's human-readable name.
+    pub nickname: String,
+    /// The router's process id.
+    pub pid: u32,
+    /// Seconds since the router started.
+    pub uptime_secs: u64,
+    /// MTU of the underlay the tunnels run over.
+    pub underlay_mtu: u32,
+    /// MTU given to containers.
+    pub overlay_mtu: u32,
+    /// UDP port VXLAN is received on.
+    pub vxlan_port: u16,
+    /// How frames are read and written (e.g. "AF_PACKET+vnet_hdr, recvmmsg/sendmmsg; UDP GSO/GRO").
+    pub data_path: String,
+    /// The weft networks.
+    pub networks: Vec<NetworkReport>,
+    /// Every switch port: containers, host TAP, peers.
+    pub ports: Vec<PortReport>,
+    /// Peers (other weft routers or VXLAN endpoints).
+    pub peers: Vec<PeerReport>,
+    /// Control connections of the peer mesh.
+    #[serde(default)]
+    pub connections: Vec<ConnectionReport>,
+    /// Sizes of the learning tables.
+    pub tables: TableReport,
+    /// Every counter of the data plane, by name (drops are named `drop.<reason>`).
+    pub counters: BTreeMap<String, u64>,
+}
+
+/// A weft network.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkReport {
+    /// Its name.
+    pub name: String,
+    /// Its VXLAN network identifier.
+    pub vni: u32,
+    /// Local endpoints attached to it.
+    pub endpoints: usize,
+    /// Whether the host has an address on it (`weft expose`).
+    pub exposed: Vec<String>,
+}
+
+/// One switch port and its traffic.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortReport {
+    /// Port id inside the switch.
+    pub id: u32,
+    /// "veth", "tap" or "peer".
+    pub kind: String,
+    /// Interface name (host end of the veth, TAP name) or peer address.
+    pub name: String,
+    /// Its network.
+    pub network: String,
+    /// Frames received from the port.
+    pub rx_frames: u64,
+    /// Bytes received from the port.
+    pub rx_bytes: u64,
+    /// Frames sent to the port.
+    pub tx_frames: u64,
+    /// Bytes sent to the port.
+    pub tx_bytes: u64,
+    /// Frames that could not be sent to the port (socket full, refused).
+    pub tx_dropped: u64,
+    /// Frames the kernel dropped before weft could read them (PACKET_STATISTICS).
+    pub kernel_drops: u64,
+}
+
+/// A peer and the state of the data path to it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerReport {
+    /// Its underlay address (ip:port).
+    pub address: String,
+    /// Its peer name, once known.
+    pub name: Option<String>,
+    /// Its nickname, once known.
+    pub nickname: Option<String>,
+    /// The path in use: "vxlan", "encrypted", "relayed via NAME", or "none".
+    pub path: String,
+    /// Why that path (e.g. "heartbeats ok", "vxlan heartbeats failed", "no password").
+    pub reason: String,
+    /// Heartbeat state of the VXLAN path: "up", "down", "unknown" (a kernel VTEP never answers).
+    pub heartbeat: String,
+    /// Last measured round-trip time in microseconds.
+    pub rtt_us: Option<u64>,
+    /// Frames and bytes sent to / received from this peer.
+    pub tx_frames: u64,
+    /// Bytes sent.
+    pub tx_bytes: u64,
+    /// Frames received.
+    pub rx_frames: u64,
+    /// Bytes received.
+    pub rx_bytes: u64,
+}
+
+/// A control connection of the peer mesh.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectionReport {
+    /// "->" outbound, "<-" inbound.
+    pub direction: String,
+    /// Remote address.
+    pub address: String,
+    /// pending, established, retrying, failed...
+    pub state: String,
+    /// The peer, once its hello arrived.
+    pub peer: Option<String>,
+    /// Data path to that peer.
+    pub path: String,
+    /// Whether the connection (and tunnel) is encrypted, and how.
+    pub encryption: String,
+    /// The last error, if any.
+    pub last_error: Option<String>,
+}
+
+/// Learning table sizes.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TableReport {
+    /// MAC table entries.
+    pub macs: usize,
+    /// IP→MAC neighbour entries.
+    pub neighbours: usize,
+    /// Multicast groups with members.
+    pub groups: usize,
+}

@@ -1,0 +1,267 @@
+//! The verbs that are thin clients of a running router's API.
+
+use std::fmt::Write as _;
+
+use anyhow::Context as _;
+
+use super::{Command, NetworkCommand, StatusPart};
+use crate::api::client::Client;
+use crate::api::report::StatusReport;
+use crate::api::{
+    AttachRequest, DetachRequest, ExposeRequest, HideRequest, NetworkRequest, PeersRequest,
+};
+use crate::home::Home;
+use crate::state::EndpointRecord;
+
+type Json = serde_json::Value;
+
+pub(super) fn run(home: &Home, command: Command) -> anyhow::Result<()> {
+    let api = Client::new(&home.socket());
+    match command {
+        Command::Stop => {
+            let _: Json = api.post("/stop", &serde_json::json!({}))?;
+            wait_gone(home)?;
+            println!("weft router stopped");
+        }
+        Command::Attach(a) => {
+            let req = AttachRequest {
+                target: a.target,
+                ips: a.ips,
+                network: Some(a.network),
+                ifname: Some(a.ifname),
+                mtu: a.mtu,
+                mac: a.mac.map(|m| m.to_string()),
+            };
+            let ep: EndpointRecord = api.post("/attach", &req)?;
+            println!("{}", ps_line(&ep));
+        }
+        Command::Detach(d) => {
+            let gone: Vec<EndpointRecord> = api.post(
+                "/detach",
+                &DetachRequest {
+                    target: d.target,
+                    network: d.network,
+                },
+            )?;
+            for ep in gone {
+                println!("detached {}", ps_line(&ep));
+            }
+        }
+        Command::Expose(e) => {
+            let _: Json = api.post(
+                "/expose",
+                &ExposeRequest {
+                    cidr: e.cidr,
+                    network: Some(e.network),
+                },
+            )?;
+        }
+        Command::Hide(h) => {
+            let _: Json = api.post(
+                "/hide",
+                &HideRequest {
+                    cidr: h.cidr,
+                    network: Some(h.network),
+                },
+            )?;
+        }
+        Command::Connect(p) => {
+            let _: Json = api.post("/connect", &PeersRequest { peers: p.peers })?;
+        }
+        Command::Forget(p) => {
+            let _: Json = api.post("/forget", &PeersRequest { peers: p.peers })?;
+        }
+        Command::Network(NetworkCommand::Add { name, vni }) => {
+            let _: Json = api.post("/network", &NetworkRequest { name, vni })?;
+        }
+        Command::Network(NetworkCommand::Rm { name }) => {
+            let _: Json = api.post("/network/rm", &NetworkRequest { name, vni: None })?;
+        }
+        Command::Network(NetworkCommand::Ls) => {
+            let report: StatusReport = api.get("/status")?;
+            print!("{}", format_status(&report, Some(StatusPart::Networks)));
+        }
+        Command::Status(s) => {
+            if s.json {
+                let v: Json = api.get("/status")?;
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&v).context("cannot print status")?
+                );
+            } else {
+                let report: StatusReport = api.get("/status")?;
+                print!("{}", format_status(&report, s.part));
+            }
+        }
+        Command::Ps(p) => {
+            let eps: Vec<EndpointRecord> = api.get("/ps")?;
+            if p.json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&eps).context("cannot print endpoints")?
+                );
+            } else {
+                for ep in &eps {
+                    println!("{}", ps_line(ep));
+                }
+            }
+        }
+        Command::Metrics => print!("{}", api.get_text("/metrics")?),
+        Command::Launch(_) | Command::Reset(_) | Command::Lab(_) | Command::Completions { .. } => {
+            anyhow::bail!("internal error: verb not handled by the API client")
+        }
+    }
+    Ok(())
+}
+
+/// Waits (bounded) until the router has released its pidfile, so `stop; launch` never
+/// races a router that is still tearing down.
+fn wait_gone(home: &Home) -> anyhow::Result<()> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while std::time::Instant::now() < deadline {
+        if super::launch::running_pid(home)?.is_none() {
+            return Ok(());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    anyhow::bail!("the weft router accepted stop but is still running after 20 s")
+}
+
+/// One line of `weft ps`: target, interface, MAC, addresses, network.
+fn ps_line(ep: &EndpointRecord) -> String {
+    let ips: Vec<String> = ep.ips.iter().map(ToString::to_string).collect();
+    format!(
+        "{} {} {} {} {}",
+        ep.target,
+        ep.ifname,
+        ep.mac,
+        if ips.is_empty() {
+            "-".into()
+        } else {
+            ips.join(",")
+        },
+        ep.network
+    )
+}
+
+/// The text form of `weft status [PART]`.
+pub(crate) fn format_status(r: &StatusReport, part: Option<StatusPart>) -> String {
+    let mut o = String::new();
+    let want = |p: StatusPart| part.is_none() || part == Some(p);
+    if part.is_none() {
+        let _ = writeln!(o, "        Version: {}", r.version);
+        let _ = writeln!(o, "           Name: {}({})", r.name, r.nickname);
+        let _ = writeln!(o, "            Pid: {} (up {}s)", r.pid, r.uptime_secs);
+        let _ = writeln!(
+            o,
+            "            MTU: overlay {} (underlay {})",
+            r.overlay_mtu, r.underlay_mtu
+        );
+        let _ = writeln!(o, "     VXLAN port: {}", r.vxlan_port);
+        let _ = writeln!(o, "      Data path: {}", r.data_path);
+        let endpoints: usize = r.networks.iter().map(|n| n.endpoints).sum();
+        let _ = writeln!(o, "      Endpoints: {endpoints}");
+        let up = r.peers.iter().filter(|p| p.path != "none").count();
+        let _ = writeln!(
+            o,
+            "          Peers: {} ({} with a working path)",
+            r.peers.len(),
+            up
+        );
+        let _ = writeln!(
+            o,
+            "         Tables: {} MACs, {} neighbours, {} multicast groups",
+            r.tables.macs, r.tables.neighbours, r.tables.groups
+        );
+        let drops: u64 = r
+            .counters
+            .iter()
+            .filter(|(k, _)| k.starts_with("drop."))
+            .map(|(_, v)| v)
+            .sum();
+        let _ = writeln!(o, "          Drops: {drops} (weft status drops)");
+    }
+    if want(StatusPart::Networks) {
+        let _ = writeln!(o, "\nNETWORK          VNI       ENDPOINTS  HOST ADDRESSES");
+        for n in &r.networks {
+            let exposed = if n.exposed.is_empty() {
+                "-".to_string()
+            } else {
+                n.exposed.join(",")
+            };
+            let _ = writeln!(
+                o,
+                "{:<16} {:<9} {:<10} {}",
+                n.name, n.vni, n.endpoints, exposed
+            );
+        }
+    }
+    if want(StatusPart::Peers) && (part.is_some() || !r.peers.is_empty()) {
+        let _ = writeln!(
+            o,
+            "\nPEER                   NAME                        PATH         HEARTBEAT  RTT      TX/RX FRAMES    REASON"
+        );
+        for p in &r.peers {
+            let name = match (&p.name, &p.nickname) {
+                (Some(n), Some(k)) => format!("{n}({k})"),
+                (Some(n), None) => n.clone(),
+                _ => "-".into(),
+            };
+            let rtt = p
+                .rtt_us
+                .map(|u| format!("{:.2}ms", u as f64 / 1000.0))
+                .unwrap_or_else(|| "-".into());
+            let _ = writeln!(
+                o,
+                "{:<22} {:<27} {:<12} {:<10} {:<8} {}/{:<10} {}",
+                p.address, name, p.path, p.heartbeat, rtt, p.tx_frames, p.rx_frames, p.reason
+            );
+        }
+    }
+    if want(StatusPart::Connections) && (part.is_some() || !r.connections.is_empty()) {
+        let _ = writeln!(o, "\nCONNECTIONS");
+        for c in &r.connections {
+            let _ = writeln!(
+                o,
+                "{} {:<22} {:<12} {:<20} {:<14} {}{}",
+                c.direction,
+                c.address,
+                c.state,
+                c.peer.as_deref().unwrap_or("-"),
+                c.path,
+                c.encryption,
+                c.last_error
+                    .as_ref()
+                    .map(|e| format!(" ({e})"))
+                    .unwrap_or_default()
+            );
+        }
+    }
+    if want(StatusPart::Ports) && part.is_some() {
+        let _ = writeln!(
+            o,
+            "\nPORT  KIND  NAME                    NETWORK          RX FRAMES   TX FRAMES   TX DROPPED  KERNEL DROPS"
+        );
+        for p in &r.ports {
+            let _ = writeln!(
+                o,
+                "{:<5} {:<5} {:<23} {:<16} {:<11} {:<11} {:<11} {}",
+                p.id,
+                p.kind,
+                p.name,
+                p.network,
+                p.rx_frames,
+                p.tx_frames,
+                p.tx_dropped,
+                p.kernel_drops
+            );
+        }
+    }
+    if want(StatusPart::Drops) && part.is_some() {
+        let _ = writeln!(o, "\nCOUNTER                                  VALUE");
+        for (k, v) in &r.counters {
+            let _ = writeln!(o, "{k:<40} {v}");
+        }
+    }
+    o
+}

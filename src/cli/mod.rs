@@ -1,0 +1,261 @@
+//! The `weft` command line: verbs people know from `weave`, each with `--help`.
+//!
+//! Every verb but `launch`, `reset`, `lab` and `completions` is a thin client of the
+//! running router's local API (see [`crate::api`]).
+
+mod client_verbs;
+mod launch;
+mod reset;
+
+pub(crate) use launch::running_pid;
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use ipnet::IpNet;
+
+use crate::home::Home;
+
+/// weft: a userspace overlay network for containers. One router per host switches the
+/// containers' Ethernet frames itself and carries them between hosts in VXLAN; no kernel
+/// module, bridge or vxlan device needed.
+#[derive(Debug, Parser)]
+#[command(name = "weft", version, propagate_version = true, max_term_width = 100)]
+pub struct Cli {
+    /// Keep all of this router's files (state, API socket, pidfile, log) in DIR, so several
+    /// routers can run on one machine, one per network namespace.
+    /// [default: /var/lib/weft + /run/weft]
+    #[arg(long, global = true, env = "WEFT_HOME", value_name = "DIR")]
+    pub home: Option<PathBuf>,
+
+    /// The verb.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The verbs.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Start the router in the background (returns once its API answers) and re-attach
+    /// the endpoints it had before.
+    Launch(LaunchArgs),
+    /// Stop the router. Attached containers keep their interfaces; `launch` re-attaches them.
+    Stop,
+    /// Stop the router and remove every link, TAP device and state file weft made.
+    Reset(ResetArgs),
+    /// Connect a container's network namespace to a weft network.
+    Attach(AttachArgs),
+    /// Disconnect a container: remove the interface weft gave it.
+    Detach(DetachArgs),
+    /// Give this host an address on a weft network (through a TAP device).
+    Expose(ExposeArgs),
+    /// Take the host's address(es) on a weft network away again.
+    Hide(HideArgs),
+    /// Show the router's status.
+    Status(StatusArgs),
+    /// List attached endpoints: target, interface, MAC, addresses, network.
+    Ps(PsArgs),
+    /// Add peers for the router to connect to (they survive restarts).
+    Connect(PeersArgs),
+    /// Stop connecting to peers (existing connections stay until they break).
+    Forget(PeersArgs),
+    /// Manage named networks.
+    #[command(subcommand)]
+    Network(NetworkCommand),
+    /// Print the router's Prometheus metrics.
+    Metrics,
+    /// Run a self-contained demonstration lab in network namespaces.
+    #[command(subcommand)]
+    Lab(LabCommand),
+    /// Print a shell completion script.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+}
+
+/// `weft launch`.
+#[derive(Debug, Clone, Args)]
+pub struct LaunchArgs {
+    /// Peers to carry traffic to: `host` or `host:port` (addresses or host names).
+    #[arg(value_name = "PEER")]
+    pub peers: Vec<String>,
+    /// Run in the foreground instead of detaching (logs go to stderr).
+    #[arg(long)]
+    pub foreground: bool,
+    /// VXLAN network identifier of the default network (match it to an existing VTEP).
+    #[arg(long, default_value_t = crate::router::DEFAULT_VNI, value_parser = clap::value_parser!(u32).range(1..=0xff_ffff))]
+    pub vni: u32,
+    /// UDP port for VXLAN, ours and the peers' (unless a peer names its own).
+    #[arg(long, default_value_t = 4789)]
+    pub vxlan_port: u16,
+    /// TCP port of the peer mesh control connections.
+    #[arg(long, default_value_t = 6783)]
+    pub port: u16,
+    /// Overlay MTU given to containers. [default: underlay MTU minus encapsulation overhead]
+    #[arg(long, value_parser = clap::value_parser!(u32).range(576..=65000))]
+    pub mtu: Option<u32>,
+    /// Human-readable name of this router in `status` [default: the host name].
+    #[arg(long)]
+    pub nickname: Option<String>,
+    /// Log filter (error, warn, info, debug, trace, or a tracing directive).
+    #[arg(long, default_value = "info", env = "WEFT_LOG")]
+    pub log_level: String,
+    /// Do not use UDP segmentation offload (for kernels whose UDP GSO is broken).
+    #[arg(long)]
+    pub no_gso: bool,
+}
+
+/// `weft reset`.
+#[derive(Debug, Clone, Args)]
+pub struct ResetArgs {
+    /// Carry on past errors (e.g. a link that is already gone).
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// `weft attach`.
+#[derive(Debug, Clone, Args)]
+pub struct AttachArgs {
+    /// The container: a netns name (as `ip netns list` shows), a pid, or a netns path.
+    pub target: String,
+    /// An address for the container's interface, in CIDR notation (repeatable).
+    #[arg(long = "ip", value_name = "CIDR")]
+    pub ips: Vec<IpNet>,
+    /// The weft network to join.
+    #[arg(long, default_value = "default")]
+    pub network: String,
+    /// Name of the interface inside the container.
+    #[arg(long, default_value = "weft0")]
+    pub ifname: String,
+    /// MTU of the container's interface [default: the overlay MTU].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(576..=65000))]
+    pub mtu: Option<u32>,
+    /// MAC of the container's interface [default: random, locally administered].
+    #[arg(long)]
+    pub mac: Option<wire::Mac>,
+}
+
+/// `weft detach`.
+#[derive(Debug, Clone, Args)]
+pub struct DetachArgs {
+    /// The container, as given to `attach`.
+    pub target: String,
+    /// Only detach from this network [default: all of the container's weft interfaces].
+    #[arg(long)]
+    pub network: Option<String>,
+}
+
+/// `weft expose`.
+#[derive(Debug, Clone, Args)]
+pub struct ExposeArgs {
+    /// The host's address on the network, in CIDR notation.
+    pub cidr: IpNet,
+    /// The weft network.
+    #[arg(long, default_value = "default")]
+    pub network: String,
+}
+
+/// `weft hide`.
+#[derive(Debug, Clone, Args)]
+pub struct HideArgs {
+    /// The address to remove [default: all, and the host port with them].
+    pub cidr: Option<IpNet>,
+    /// The weft network.
+    #[arg(long, default_value = "default")]
+    pub network: String,
+}
+
+/// `weft status`.
+#[derive(Debug, Clone, Args)]
+pub struct StatusArgs {
+    /// Print the full report as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Show only one part.
+    #[arg(value_enum)]
+    pub part: Option<StatusPart>,
+}
+
+/// The parts of `weft status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum StatusPart {
+    /// Peers and their data paths.
+    Peers,
+    /// Control connections: state, direction, data path, last error.
+    Connections,
+    /// Networks and their VNIs.
+    Networks,
+    /// Ports and their counters.
+    Ports,
+    /// Drop counters by reason.
+    Drops,
+}
+
+/// `weft ps`.
+#[derive(Debug, Clone, Args)]
+pub struct PsArgs {
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `weft connect` / `weft forget`.
+#[derive(Debug, Clone, Args)]
+pub struct PeersArgs {
+    /// `host` or `host:port`.
+    #[arg(required = true, value_name = "PEER")]
+    pub peers: Vec<String>,
+}
+
+/// `weft network ...`.
+#[derive(Debug, Clone, Subcommand)]
+pub enum NetworkCommand {
+    /// Declare a named network with a chosen VNI (otherwise one is derived from its name).
+    Add {
+        /// The network's name.
+        name: String,
+        /// Its VXLAN network identifier.
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=0xff_ffff))]
+        vni: Option<u32>,
+    },
+    /// List networks and their VNIs.
+    Ls,
+    /// Remove a named network that has no endpoints.
+    Rm {
+        /// The network's name.
+        name: String,
+    },
+}
+
+/// `weft lab ...`.
+#[derive(Debug, Clone, Subcommand)]
+pub enum LabCommand {
+    /// Build two hosts with containers in network namespaces, connect them with weft, show
+    /// them talking, print status, and clean everything up.
+    Demo(LabDemoArgs),
+}
+
+/// `weft lab demo`.
+#[derive(Debug, Clone, Args)]
+pub struct LabDemoArgs {
+    /// Leave the lab running (and print how to clean it up) instead of tearing it down.
+    #[arg(long)]
+    pub keep: bool,
+}
+
+/// Runs the command line; the binary's `main` maps the error to exit status 1.
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    let home = Home::new(cli.home.as_deref());
+    match cli.command {
+        Command::Launch(args) => launch::run(&home, args),
+        Command::Reset(args) => reset::run(&home, &args),
+        Command::Lab(LabCommand::Demo(args)) => crate::lab::demo(&args),
+        Command::Completions { shell } => {
+            use clap::CommandFactory as _;
+            clap_complete::generate(shell, &mut Cli::command(), "weft", &mut std::io::stdout());
+            Ok(())
+        }
+        other => client_verbs::run(&home, other),
+    }
+}

@@ -1,0 +1,217 @@
+//! The data plane: one thread that owns every port, the switch core and the tunnels,
+//! and moves frames between them in batches.
+//!
+//! Run to completion: a batch read from a port is switched and written out on the same
+//! thread, with buffers allocated once. The control plane (the API thread, the mesh)
+//! talks to it only through [`Dataplane`], whose commands travel on a channel paired with
+//! a `mio::Waker`; they carry ports, peers and table updates, never frames.
+
+mod engine;
+mod peers;
+mod ports;
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use crossbeam_channel::{Receiver, Sender};
+use learning::{NetworkId, PortId};
+use wire::Mac;
+
+use crate::api::report::{PeerReport, PortReport, TableReport};
+use crate::io::{PacketPort, TapPort, UdpOptions};
+
+/// What the data plane is started with.
+#[derive(Debug, Clone)]
+pub struct DataplaneConfig {
+    /// Where VXLAN is received (0.0.0.0:4789 by default).
+    pub vxlan_bind: SocketAddr,
+    /// The VXLAN port peers listen on unless they name their own.
+    pub vxlan_port: u16,
+    /// The MTU containers get; frames bigger than it (plus Ethernet) are cut or answered
+    /// with ICMP before they leave the host.
+    pub overlay_mtu: u32,
+    /// This router's peer name, carried in data-path heartbeats.
+    pub local_name: [u8; 6],
+    /// Socket options of the tunnel sockets.
+    pub udp: UdpOptions,
+    /// How many send sockets spread flows over outer source ports.
+    pub send_sockets: usize,
+}
+
+/// A frame port handed to the data plane.
+#[derive(Debug)]
+pub enum PortHandle {
+    /// The host end of a container's veth.
+    Veth(PacketPort),
+    /// The host's TAP.
+    Tap(TapPort),
+}
+
+/// An endpoint the switch knows for sure: its MAC is pinned and its IPs answered by the
+/// ARP proxy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KnownEndpoint {
+    /// The endpoint's MAC.
+    pub mac: Mac,
+    /// Its IPv4 addresses.
+    pub ips: Vec<Ipv4Addr>,
+}
+
+/// A local port to add.
+#[derive(Debug)]
+pub struct LocalPort {
+    /// The socket or device.
+    pub handle: PortHandle,
+    /// Interface name, for status.
+    pub name: String,
+    /// The network the port belongs to.
+    pub network: NetworkId,
+    /// The endpoint behind the port, when weft configured it.
+    pub endpoint: Option<KnownEndpoint>,
+}
+
+/// A network as the data plane sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetworkDef {
+    /// Switch id.
+    pub id: NetworkId,
+    /// Name, for status.
+    pub name: String,
+    /// VXLAN network identifier.
+    pub vni: u32,
+}
+
+/// A snapshot of the data plane for `weft status`.
+#[derive(Debug, Clone, Default)]
+pub struct DataplaneStatus {
+    /// Ports and their counters.
+    pub ports: Vec<PortReport>,
+    /// Peers and their paths.
+    pub peers: Vec<PeerReport>,
+    /// Table sizes.
+    pub tables: TableReport,
+    /// Every named counter.
+    pub counters: std::collections::BTreeMap<String, u64>,
+    /// How frames move (batching, offloads in use).
+    pub data_path: String,
+}
+
+/// Control messages to the data-plane thread.
+pub(crate) enum Command {
+    AddNetwork(NetworkDef),
+    RemoveNetwork(NetworkId),
+    AddPort(LocalPort, Sender<PortId>),
+    RemovePort(PortId, Sender<()>),
+    SetEndpoint(PortId, Option<KnownEndpoint>),
+    AddPeers(Vec<SocketAddr>),
+    RemovePeers(Vec<SocketAddr>),
+    Status(Sender<DataplaneStatus>),
+    Shutdown,
+}
+
+/// The control plane's handle on the data-plane thread.
+#[derive(Debug)]
+pub struct Dataplane {
+    commands: Sender<Command>,
+    waker: Arc<mio::Waker>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// How long the control plane waits for the data plane to answer a command.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl Dataplane {
+    /// Binds the tunnel sockets and starts the thread. Fails (with the port named) if the
+    /// VXLAN port is taken.
+    pub fn start(config: DataplaneConfig) -> anyhow::Result<Self> {
+        let (tx, rx): (Sender<Command>, Receiver<Command>) = crossbeam_channel::unbounded();
+        let engine = engine::Engine::new(config, rx)?;
+        let waker = engine.waker();
+        let thread = std::thread::Builder::new()
+            .name("weft-dataplane".into())
+            .spawn(move || engine.run())
+            .context("cannot start the data-plane thread")?;
+        Ok(Self {
+            commands: tx,
+            waker,
+            thread: Some(thread),
+        })
+    }
+
+    fn send(&self, cmd: Command) -> anyhow::Result<()> {
+        self.commands
+            .send(cmd)
+            .map_err(|_| anyhow::anyhow!("the data-plane thread has stopped"))?;
+        self.waker
+            .wake()
+            .context("cannot wake the data-plane thread")
+    }
+
+    fn ask<T>(&self, make: impl FnOnce(Sender<T>) -> Command) -> anyhow::Result<T> {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        self.send(make(tx))?;
+        rx.recv_timeout(ANSWER_TIMEOUT)
+            .map_err(|_| anyhow::anyhow!("the data plane did not answer"))
+    }
+
+    /// Declares a network.
+    pub fn add_network(&self, net: NetworkDef) -> anyhow::Result<()> {
+        self.send(Command::AddNetwork(net))
+    }
+
+    /// Forgets a network (its ports must be gone).
+    pub fn remove_network(&self, id: NetworkId) -> anyhow::Result<()> {
+        self.send(Command::RemoveNetwork(id))
+    }
+
+    /// Adds a local port; returns its switch id.
+    pub fn add_port(&self, port: LocalPort) -> anyhow::Result<PortId> {
+        self.ask(|tx| Command::AddPort(port, tx))
+    }
+
+    /// Removes a port and everything learned on it; returns once the socket is closed.
+    pub fn remove_port(&self, id: PortId) -> anyhow::Result<()> {
+        self.ask(|tx| Command::RemovePort(id, tx))
+    }
+
+    /// Replaces what the switch knows for sure about the endpoint behind a port.
+    pub fn set_endpoint(&self, id: PortId, endpoint: Option<KnownEndpoint>) -> anyhow::Result<()> {
+        self.send(Command::SetEndpoint(id, endpoint))
+    }
+
+    /// Adds VXLAN peers.
+    pub fn add_peers(&self, peers: Vec<SocketAddr>) -> anyhow::Result<()> {
+        self.send(Command::AddPeers(peers))
+    }
+
+    /// Removes VXLAN peers.
+    pub fn remove_peers(&self, peers: Vec<SocketAddr>) -> anyhow::Result<()> {
+        self.send(Command::RemovePeers(peers))
+    }
+
+    /// A status snapshot.
+    pub fn status(&self) -> anyhow::Result<DataplaneStatus> {
+        self.ask(Command::Status)
+    }
+
+    /// Stops the thread and waits for it.
+    pub fn shutdown(mut self) {
+        let _ = self.send(Command::Shutdown);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Dataplane {
+    fn drop(&mut self) {
+        if let Some(t) = self.thread.take() {
+            let _ = self.commands.send(Command::Shutdown);
+            let _ = self.waker.wake();
+            let _ = t.join();
+        }
+    }
+}

@@ -1,0 +1,387 @@
+//! The control plane of one router: networks, endpoints, the host port, peers, status.
+//!
+//! It owns the durable [`State`] and keeps it in step with what exists: every change
+//! that succeeds is persisted before it is answered, and every change that fails is
+//! undone (no half-created veth or TAP stays behind).
+
+mod attach;
+mod expose;
+pub mod networks;
+mod report;
+mod reset;
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs as _};
+use std::time::Instant;
+
+use anyhow::Context as _;
+use learning::PortId;
+
+pub use reset::reset;
+
+use crate::api::ApiError;
+use crate::api::server::{Handler, Request, Response};
+use crate::cli::LaunchArgs;
+use crate::dataplane::{Dataplane, DataplaneConfig, NetworkDef};
+use crate::home::Home;
+use crate::io::UdpOptions;
+use crate::netlink::Netlink;
+use crate::state::State;
+use networks::{DEFAULT_NETWORK, Networks};
+
+/// The default network's VNI when `launch --vni` is not given.
+pub const DEFAULT_VNI: u32 = 1;
+/// Bytes VXLAN over IPv4 adds to an Ethernet frame on the underlay (IPv4 20, UDP 8,
+/// VXLAN 8, inner Ethernet 14): overlay MTU = underlay MTU − this.
+pub const VXLAN_OVERHEAD: u32 = 50;
+/// Interface-name prefix of every link weft creates in the router's namespace.
+pub const LINK_PREFIX: &str = "wf";
+
+/// Launch-time settings that do not change while the router runs.
+#[derive(Debug, Clone)]
+pub struct RouterConfig {
+    /// The router's peer name.
+    pub name: wire::Mac,
+    /// Human-readable name.
+    pub nickname: String,
+    /// VXLAN port.
+    pub vxlan_port: u16,
+    /// MTU of the underlay.
+    pub underlay_mtu: u32,
+    /// MTU given to containers.
+    pub overlay_mtu: u32,
+}
+
+/// A port weft made for an endpoint or the host, by the name of its host-side link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct PortBinding {
+    port: PortId,
+}
+
+/// The router's control plane.
+#[derive(Debug)]
+pub struct Router {
+    home: Home,
+    state: State,
+    config: RouterConfig,
+    networks: Networks,
+    dataplane: Option<Dataplane>,
+    /// Ports of attached endpoints, by host-side interface name.
+    endpoint_ports: std::collections::BTreeMap<String, PortBinding>,
+    /// Host ports (TAP) by network name.
+    host_ports: std::collections::BTreeMap<String, expose::HostPort>,
+    started: Instant,
+}
+
+impl Router {
+    /// Starts the data plane, restores networks, endpoints and host ports from the state
+    /// file, and connects to the peers named at launch and remembered from `connect`.
+    pub fn start(home: &Home, args: &LaunchArgs) -> anyhow::Result<Self> {
+        let mut state = State::load(&home.state_file())?;
+        let name = match state.peer_name.as_deref().map(str::parse::<wire::Mac>) {
+            Some(Ok(m)) => m,
+            Some(Err(e)) => anyhow::bail!("weft state has an invalid peer name: {e}"),
+            None => {
+                let m = wire::Mac::local_from_bytes(rand::random());
+                state.peer_name = Some(m.to_string());
+                m
+            }
+        };
+        let nickname = args.nickname.clone().unwrap_or_else(|| {
+            nix::unistd::gethostname()
+                .ok()
+                .and_then(|h| h.into_string().ok())
+                .unwrap_or_else(|| "weft".into())
+        });
+        let underlay_mtu = detect_underlay_mtu().unwrap_or(1500);
+        let overlay_mtu = args
+            .mtu
+            .unwrap_or_else(|| underlay_mtu.saturating_sub(VXLAN_OVERHEAD).max(576));
+        let config = RouterConfig {
+            name,
+            nickname,
+            vxlan_port: args.vxlan_port,
+            underlay_mtu,
+            overlay_mtu,
+        };
+        tracing::info!(name = %config.name, nickname = %config.nickname, underlay_mtu, overlay_mtu, "router identity");
+
+        let mut peers = Vec::new();
+        for p in args.peers.iter().chain(state.targets.iter()) {
+            peers.push(resolve_peer(p, args.vxlan_port)?);
+        }
+        peers.sort();
+        peers.dedup();
+
+        let udp = UdpOptions {
+            gso: !args.no_gso,
+            ..UdpOptions::default()
+        };
+        let dataplane = Dataplane::start(DataplaneConfig {
+            vxlan_bind: SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), args.vxlan_port),
+            vxlan_port: args.vxlan_port,
+            overlay_mtu,
+            local_name: name.0,
+            udp,
+            send_sockets: 16,
+        })
+        .with_context(|| {
+            format!(
+                "cannot start the data plane (is UDP port {} free?)",
+                args.vxlan_port
+            )
+        })?;
+
+        let mut router = Self {
+            home: home.clone(),
+            state,
+            config,
+            networks: Networks::default(),
+            dataplane: Some(dataplane),
+            endpoint_ports: Default::default(),
+            host_ports: Default::default(),
+            started: Instant::now(),
+        };
+        router.declare_network(DEFAULT_NETWORK, args.vni)?;
+        let named: Vec<(String, u32)> = router
+            .state
+            .networks
+            .iter()
+            .map(|(n, s)| (n.clone(), s.vni))
+            .collect();
+        for (n, vni) in named {
+            if let Err(e) = router.declare_network(&n, vni) {
+                tracing::warn!("cannot restore network {n}: {e:#}");
+            }
+        }
+        router.restore_endpoints();
+        router.restore_host_ports();
+        router.dataplane()?.add_peers(peers)?;
+        router.save()?;
+        Ok(router)
+    }
+
+    fn dataplane(&self) -> anyhow::Result<&Dataplane> {
+        self.dataplane.as_ref().context("the data plane is stopped")
+    }
+
+    fn save(&self) -> anyhow::Result<()> {
+        self.state.save(&self.home.state_file())
+    }
+
+    /// Adds a network to the registry and the data plane.
+    fn declare_network(&mut self, name: &str, vni: u32) -> anyhow::Result<networks::NetworkEntry> {
+        if let Some(e) = self.networks.get(name)
+            && e.vni == vni
+        {
+            return Ok(e);
+        }
+        let entry = self.networks.add(name, vni)?;
+        self.dataplane()?.add_network(NetworkDef {
+            id: entry.id,
+            name: name.to_string(),
+            vni,
+        })?;
+        Ok(entry)
+    }
+
+    /// The network a request names (default when none), created with a derived VNI if new.
+    fn network_for(
+        &mut self,
+        name: Option<&str>,
+    ) -> Result<(String, networks::NetworkEntry), ApiError> {
+        let name = name.unwrap_or(DEFAULT_NETWORK).to_string();
+        if let Some(e) = self.networks.get(&name) {
+            return Ok((name, e));
+        }
+        networks::validate_name(&name).map_err(|e| ApiError::bad_request(e.to_string()))?;
+        let vni = networks::derived_vni(&name);
+        let entry = self
+            .declare_network(&name, vni)
+            .map_err(|e| ApiError::conflict(format!("{e:#}")))?;
+        self.state
+            .networks
+            .insert(name.clone(), crate::state::NetworkSpec { vni });
+        Ok((name, entry))
+    }
+
+    /// Stops the data plane; endpoints and host ports stay for the next launch.
+    pub fn shutdown(&mut self) {
+        if let Some(dp) = self.dataplane.take() {
+            dp.shutdown();
+        }
+        for (_, hp) in std::mem::take(&mut self.host_ports) {
+            drop(hp);
+        }
+    }
+
+    fn add_network_request(
+        &mut self,
+        req: &crate::api::NetworkRequest,
+    ) -> Result<Response, ApiError> {
+        networks::validate_name(&req.name).map_err(|e| ApiError::bad_request(e.to_string()))?;
+        let vni = req.vni.unwrap_or_else(|| networks::derived_vni(&req.name));
+        let entry = self
+            .declare_network(&req.name, vni)
+            .map_err(|e| ApiError::conflict(format!("{e:#}")))?;
+        if req.name != DEFAULT_NETWORK {
+            self.state.networks.insert(
+                req.name.clone(),
+                crate::state::NetworkSpec { vni: entry.vni },
+            );
+        }
+        self.save().map_err(|e| ApiError::internal(&e))?;
+        Ok(Response::Json(
+            serde_json::json!({ "name": req.name, "vni": entry.vni }),
+        ))
+    }
+
+    fn remove_network_request(&mut self, name: &str) -> Result<Response, ApiError> {
+        if name == DEFAULT_NETWORK {
+            return Err(ApiError::bad_request(
+                "the default network cannot be removed",
+            ));
+        }
+        let entry = self
+            .networks
+            .get(name)
+            .ok_or_else(|| ApiError::not_found(format!("no network {name}")))?;
+        let users = self
+            .state
+            .endpoints
+            .iter()
+            .filter(|e| e.network == name)
+            .count();
+        if users > 0 || self.host_ports.contains_key(name) {
+            return Err(ApiError::conflict(format!(
+                "network {name} is in use ({users} endpoints{}); detach them first",
+                if self.host_ports.contains_key(name) {
+                    ", host port"
+                } else {
+                    ""
+                }
+            )));
+        }
+        self.networks.remove(name);
+        self.state.networks.remove(name);
+        self.dataplane()
+            .and_then(|d| d.remove_network(entry.id))
+            .map_err(|e| ApiError::internal(&e))?;
+        self.save().map_err(|e| ApiError::internal(&e))?;
+        Ok(Response::Json(serde_json::json!({})))
+    }
+
+    fn peers_request(&mut self, peers: &[String], add: bool) -> Result<Response, ApiError> {
+        let mut addrs = Vec::new();
+        for p in peers {
+            addrs.push(
+                resolve_peer(p, self.config.vxlan_port)
+                    .map_err(|e| ApiError::bad_request(format!("{e:#}")))?,
+            );
+        }
+        let dp = self.dataplane().map_err(|e| ApiError::internal(&e))?;
+        if add {
+            dp.add_peers(addrs).map_err(|e| ApiError::internal(&e))?;
+            for p in peers {
+                if !self.state.targets.contains(p) {
+                    self.state.targets.push(p.clone());
+                }
+            }
+        } else {
+            dp.remove_peers(addrs).map_err(|e| ApiError::internal(&e))?;
+            self.state.targets.retain(|t| !peers.contains(t));
+        }
+        self.save().map_err(|e| ApiError::internal(&e))?;
+        Ok(Response::Json(serde_json::json!({})))
+    }
+}
+
+impl Handler for Router {
+    fn handle(&mut self, request: Request) -> Result<Response, ApiError> {
+        let json = |v: serde_json::Result<serde_json::Value>| {
+            v.map(Response::Json)
+                .map_err(|e| ApiError::internal(&anyhow::anyhow!(e)))
+        };
+        match request {
+            Request::Ping => Ok(Response::Json(
+                serde_json::json!({ "pid": std::process::id() }),
+            )),
+            Request::Status => json(serde_json::to_value(self.status_report()?)),
+            Request::Ps => json(serde_json::to_value(&self.state.endpoints)),
+            Request::Metrics => Ok(Response::Text(self.metrics()?)),
+            Request::Attach(req) => json(serde_json::to_value(self.attach(&req)?)),
+            Request::Detach(req) => json(serde_json::to_value(self.detach(&req)?)),
+            Request::Expose(req) => self.expose(&req),
+            Request::Hide(req) => self.hide(&req),
+            Request::Connect(req) => self.peers_request(&req.peers, true),
+            Request::Forget(req) => self.peers_request(&req.peers, false),
+            Request::AddNetwork(req) => self.add_network_request(&req),
+            Request::RemoveNetwork(name) => self.remove_network_request(&name),
+            Request::Stop => Ok(Response::Json(serde_json::json!({}))),
+        }
+    }
+}
+
+/// Resolves `host`, `host:port`, `ip` or `ip:port` (port defaulting to `default_port`).
+pub fn resolve_peer(spec: &str, default_port: u16) -> anyhow::Result<SocketAddr> {
+    if let Ok(sa) = spec.parse::<SocketAddr>() {
+        return Ok(sa);
+    }
+    if let Ok(ip) = spec.trim_matches(['[', ']']).parse::<IpAddr>() {
+        return Ok(SocketAddr::new(ip, default_port));
+    }
+    let with_port = if spec
+        .rsplit_once(':')
+        .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+    {
+        spec.to_string()
+    } else {
+        format!("{spec}:{default_port}")
+    };
+    with_port
+        .to_socket_addrs()
+        .with_context(|| format!("cannot resolve peer {spec:?}"))?
+        .find(SocketAddr::is_ipv4)
+        .or_else(|| with_port.to_socket_addrs().ok().and_then(|mut a| a.next()))
+        .with_context(|| format!("peer {spec:?} has no address"))
+}
+
+/// The MTU of the underlay: the smallest MTU among up, addressed, non-loopback links that
+/// weft did not create itself.
+fn detect_underlay_mtu() -> Option<u32> {
+    let mut nl = Netlink::new().ok()?;
+    let links = nl.links().ok()?;
+    let addrs = nl.addresses().ok()?;
+    links
+        .iter()
+        .filter(|l| {
+            l.up && l.name != "lo"
+                && !l.name.starts_with(LINK_PREFIX)
+                && !l.name.starts_with("weft")
+        })
+        .filter(|l| {
+            addrs
+                .iter()
+                .any(|(i, a)| *i == l.index && !a.addr().is_loopback())
+        })
+        .map(|l| l.mtu)
+        .min()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peers_resolve_with_default_port() {
+        assert_eq!(
+            resolve_peer("10.0.0.2", 4789).unwrap(),
+            "10.0.0.2:4789".parse().unwrap()
+        );
+        assert_eq!(
+            resolve_peer("10.0.0.2:5000", 4789).unwrap(),
+            "10.0.0.2:5000".parse().unwrap()
+        );
+        assert_eq!(resolve_peer("localhost", 4789).unwrap().port(), 4789);
+        assert!(resolve_peer("no-such-host.invalid", 4789).is_err());
+    }
+}

@@ -1,0 +1,75 @@
+//! `weft reset`: stop the router if it runs, then remove every link and file weft made.
+//!
+//! Works from the state file alone, so it also cleans up after a router that crashed.
+
+use anyhow::Context as _;
+
+use crate::api::client::Client;
+use crate::home::Home;
+use crate::netlink::Netlink;
+use crate::state::State;
+
+/// Removes everything weft made under `home`. With `force`, errors on single items are
+/// reported and skipped instead of stopping the reset.
+pub fn reset(home: &Home, force: bool) -> anyhow::Result<()> {
+    if crate::cli::running_pid(home)?.is_some() {
+        let api = Client::new(&home.socket());
+        let _: serde_json::Value = api
+            .post("/stop", &serde_json::json!({}))
+            .context("cannot stop the router")?;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while crate::cli::running_pid(home)?.is_some() {
+            anyhow::ensure!(
+                std::time::Instant::now() < deadline,
+                "the router did not stop within 20 s"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+    let state = State::load(&home.state_file())?;
+    let mut nl = Netlink::new().context("cannot open netlink")?;
+    let mut failures = Vec::new();
+    let names = state
+        .endpoints
+        .iter()
+        .map(|e| e.host_ifname.clone())
+        .chain(state.exposed.values().map(|x| x.tap.clone()));
+    for name in names {
+        let result = nl.link_by_name(&name).and_then(|l| match l {
+            Some(l) => nl.delete_link(l.index),
+            None => Ok(()),
+        });
+        if let Err(e) = result {
+            failures.push(format!("{name}: {e}"));
+        }
+    }
+    if !failures.is_empty() && !force {
+        anyhow::bail!(
+            "reset could not remove: {} (use --force to remove the state anyway)",
+            failures.join("; ")
+        );
+    }
+    for f in &failures {
+        eprintln!("weft: warning: {f}");
+    }
+    for path in [
+        home.state_file(),
+        home.log_file(),
+        home.socket(),
+        home.pidfile(),
+    ] {
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e).with_context(|| format!("cannot remove {}", path.display())),
+        }
+    }
+    let _ = std::fs::remove_dir(home.state_dir());
+    let _ = std::fs::remove_dir(home.run_dir());
+    println!(
+        "weft reset: removed {} endpoints, {} host ports",
+        state.endpoints.len(),
+        state.exposed.len()
+    );
+    Ok(())
+}

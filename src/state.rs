@@ -1,0 +1,208 @@
+//! The router's durable state, and how it is written so a crash never loses or tears it.
+//!
+//! A router restarted after `weft stop` or `kill -9` re-attaches the endpoints recorded
+//! here without touching the containers, re-opens the host's TAP, keeps its peer name and
+//! its connect targets. The file is JSON (small, human-readable for bug reports) and is
+//! replaced atomically: write a temporary file in the same directory, fsync it, rename it
+//! over the old one, fsync the directory.
+
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+/// The on-disk format version this build writes and reads.
+pub const FORMAT: u32 = 1;
+
+/// Everything a router must remember across restarts.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct State {
+    /// On-disk format version.
+    pub format: u32,
+    /// This router's peer name (MAC-like), random on first launch, then stable.
+    pub peer_name: Option<String>,
+    /// Named networks and their VNIs (the default network's VNI comes from `launch --vni`).
+    #[serde(default)]
+    pub networks: BTreeMap<String, NetworkSpec>,
+    /// Attached containers.
+    #[serde(default)]
+    pub endpoints: Vec<EndpointRecord>,
+    /// Host ports (TAP devices) per network, with the host's addresses on them.
+    #[serde(default)]
+    pub exposed: BTreeMap<String, ExposedRecord>,
+    /// Peers added with `weft connect` (and launch arguments), re-dialled after a restart.
+    #[serde(default)]
+    pub targets: Vec<String>,
+}
+
+/// A named network.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkSpec {
+    /// Its VXLAN network identifier on the wire (24 bits).
+    pub vni: u32,
+}
+
+/// An attached container: enough to find its veth again and to undo the attach.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EndpointRecord {
+    /// The target as the user named it (netns name, pid or path).
+    pub target: String,
+    /// The namespace file resolved at attach time.
+    pub netns_path: PathBuf,
+    /// (st_dev, st_ino) of that namespace, to tell it is still the same one.
+    pub netns_id: (u64, u64),
+    /// The weft network the endpoint belongs to.
+    pub network: String,
+    /// Interface name inside the container.
+    pub ifname: String,
+    /// Name of the host end of the veth (in the router's namespace).
+    pub host_ifname: String,
+    /// The container interface's MAC.
+    pub mac: String,
+    /// The container interface's addresses.
+    pub ips: Vec<IpNet>,
+    /// The MTU set on the container interface.
+    pub mtu: u32,
+}
+
+/// A host port on a network.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExposedRecord {
+    /// The TAP device's name.
+    pub tap: String,
+    /// The host's addresses on it.
+    pub addrs: Vec<IpNet>,
+}
+
+impl State {
+    /// Reads the state file; a missing file is a fresh router. A file that exists but
+    /// cannot be read is an error naming the file: silently starting empty would drop
+    /// every endpoint the user attached.
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        let bytes = match std::fs::read(path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(Self {
+                    format: FORMAT,
+                    ..Self::default()
+                });
+            }
+            Err(e) => {
+                return Err(e)
+                    .with_context(|| format!("cannot read weft state {}", path.display()));
+            }
+        };
+        let state: Self = serde_json::from_slice(&bytes).with_context(|| {
+            format!("weft state {} is corrupt; move it aside to start afresh (its endpoints will be forgotten)", path.display())
+        })?;
+        anyhow::ensure!(
+            state.format == FORMAT,
+            "weft state {} has format {}, this weft understands {}",
+            path.display(),
+            state.format,
+            FORMAT
+        );
+        Ok(state)
+    }
+
+    /// Writes the state atomically.
+    pub fn save(&self, path: &Path) -> anyhow::Result<()> {
+        let mut bytes = serde_json::to_vec_pretty(self).context("cannot encode weft state")?;
+        bytes.push(b'\n');
+        write_atomic(path, &bytes)
+    }
+}
+
+/// Replaces `path` with `bytes` so that a crash at any moment leaves either the old or the
+/// new content, never a torn file.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or_else(|| Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp: PathBuf = dir.join(format!(".{name}.tmp.{}", std::process::id()));
+    let result = (|| -> anyhow::Result<()> {
+        let mut f = std::fs::File::create(&tmp)
+            .with_context(|| format!("cannot create {}", tmp.display()))?;
+        f.write_all(bytes)
+            .with_context(|| format!("cannot write {}", tmp.display()))?;
+        f.sync_all()
+            .with_context(|| format!("cannot fsync {}", tmp.display()))?;
+        std::fs::rename(&tmp, path)
+            .with_context(|| format!("cannot replace {}", path.display()))?;
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .with_context(|| format!("cannot fsync directory {}", dir.display()))?;
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tempdir() -> PathBuf {
+        let d = std::env::temp_dir().join(format!(
+            "weft-state-test-{}-{}",
+            std::process::id(),
+            rand::random::<u32>()
+        ));
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn missing_is_fresh_and_round_trips() {
+        let d = tempdir();
+        let p = d.join("state.json");
+        let mut s = State::load(&p).unwrap();
+        assert_eq!(s.format, FORMAT);
+        assert!(s.endpoints.is_empty());
+        s.peer_name = Some("02:00:00:00:00:01".into());
+        s.networks.insert("blue".into(), NetworkSpec { vni: 42 });
+        s.endpoints.push(EndpointRecord {
+            target: "c1".into(),
+            netns_path: "/run/netns/c1".into(),
+            netns_id: (4, 4026532000),
+            network: "default".into(),
+            ifname: "weft0".into(),
+            host_ifname: "wfabc".into(),
+            mac: "02:00:00:00:00:02".into(),
+            ips: vec!["10.2.0.1/24".parse().unwrap()],
+            mtu: 1450,
+        });
+        s.save(&p).unwrap();
+        assert_eq!(State::load(&p).unwrap(), s);
+        // No temporary file is left behind.
+        let names: Vec<_> = std::fs::read_dir(&d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names.len(), 1, "{names:?}");
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn corrupt_is_an_error_not_a_reset() {
+        let d = tempdir();
+        let p = d.join("state.json");
+        std::fs::write(&p, b"{\"format\": 1, \"endpoints\": [tru").unwrap();
+        let err = State::load(&p).unwrap_err();
+        assert!(format!("{err:#}").contains("corrupt"), "{err:#}");
+        std::fs::write(&p, b"{\"format\": 99}").unwrap();
+        assert!(format!("{:#}", State::load(&p).unwrap_err()).contains("format 99"));
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+}

@@ -1,0 +1,244 @@
+//! The end-to-end test lab: network namespaces as hosts and containers, real veths,
+//! real weft routers, real traffic.
+//!
+//! Every namespace a test makes is named `wt<pid><n>-<short>` and deleted when the
+//! [`Lab`] drops, even when the test fails; every router it launched is killed by the
+//! pid in its own pidfile. Tests need root; without it they skip, except under
+//! `CI=true` where they fail loudly.
+
+#![allow(dead_code)]
+
+use std::os::fd::AsFd as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use weft::netlink::Netlink;
+use weft::netns::{self, NamedNetns};
+
+static LAB_SEQ: AtomicU32 = AtomicU32::new(0);
+
+/// Returns false (after saying so) when the test cannot run here; panics under CI.
+pub fn require_root(test: &str) -> bool {
+    if nix::unistd::geteuid().is_root() {
+        return true;
+    }
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("{test} needs root (network namespaces), and CI=true: refusing to skip");
+    }
+    eprintln!("SKIPPED {test}: needs root for network namespaces");
+    false
+}
+
+/// Polls `f` until it returns `Some`, or panics with `what` after `timeout`.
+pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        if Instant::now() > deadline {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A set of namespaces and routers that is torn down on drop.
+pub struct Lab {
+    prefix: String,
+    netns: Vec<NamedNetns>,
+    homes: Vec<PathBuf>,
+    tmp: PathBuf,
+}
+
+impl Lab {
+    /// A new lab, or `None` when the test must skip (not root, not CI).
+    pub fn new(test: &str) -> Option<Self> {
+        if !require_root(test) {
+            return None;
+        }
+        let n = LAB_SEQ.fetch_add(1, Ordering::SeqCst);
+        let prefix = format!("wt{}{}", std::process::id(), n);
+        let tmp = std::env::temp_dir().join(format!("weft-test-{prefix}"));
+        std::fs::create_dir_all(&tmp).expect("create lab temp dir");
+        Some(Self { prefix, netns: Vec::new(), homes: Vec::new(), tmp })
+    }
+
+    /// The full namespace name for a short name.
+    pub fn ns(&self, short: &str) -> String {
+        format!("{}-{short}", self.prefix)
+    }
+
+    /// Creates namespaces (hosts or containers) with loopback up.
+    pub fn add_ns(&mut self, shorts: &[&str]) {
+        for short in shorts {
+            let ns = NamedNetns::create(&self.ns(short)).expect("create namespace");
+            let fd = ns.open().expect("open namespace");
+            netns::run_in_netns(fd.as_fd(), || {
+                let mut nl = Netlink::new().expect("netlink");
+                let lo = nl.link_by_name("lo").expect("lo").expect("lo exists");
+                nl.set_up(lo.index, true).expect("lo up");
+            })
+            .expect("enter namespace");
+            self.netns.push(ns);
+        }
+    }
+
+    /// An underlay link between two host namespaces, with an address on each end.
+    pub fn link(&mut self, a: &str, a_cidr: &str, b: &str, b_cidr: &str) {
+        self.link_mtu(a, a_cidr, b, b_cidr, 1500);
+    }
+
+    /// Like [`link`](Self::link) with a chosen MTU.
+    pub fn link_mtu(&mut self, a: &str, a_cidr: &str, b: &str, b_cidr: &str, mtu: u32) {
+        let (a_if, b_if) = (format!("u-{b}"), format!("u-{a}"));
+        self.exec_ok(a, &["ip", "link", "add", &a_if, "type", "veth", "peer", "name", &b_if, "netns", &self.ns(b)]);
+        for (ns, ifn, cidr) in [(a, &a_if, a_cidr), (b, &b_if, b_cidr)] {
+            self.exec_ok(ns, &["ip", "link", "set", ifn, "mtu", &mtu.to_string()]);
+            self.exec_ok(ns, &["ip", "addr", "add", cidr, "dev", ifn]);
+            self.exec_ok(ns, &["ip", "link", "set", ifn, "up"]);
+        }
+    }
+
+    /// The home directory of the router on `host`.
+    pub fn home(&self, host: &str) -> PathBuf {
+        self.tmp.join(host)
+    }
+
+    /// Runs a command inside a namespace.
+    pub fn exec(&self, ns: &str, argv: &[&str]) -> Output {
+        Command::new("ip")
+            .args(["netns", "exec", &self.ns(ns)])
+            .args(argv)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run ip netns exec")
+    }
+
+    /// Runs a command inside a namespace and panics (with its output) if it fails.
+    pub fn exec_ok(&self, ns: &str, argv: &[&str]) -> String {
+        let out = self.exec(ns, argv);
+        assert!(
+            out.status.success(),
+            "`{}` in {ns} failed: {}\nstdout: {}\nstderr: {}",
+            argv.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Runs `weft --home <host's home> ARGS` inside the host namespace.
+    pub fn weft(&mut self, host: &str, args: &[&str]) -> Output {
+        let home = self.home(host);
+        if !self.homes.contains(&home) {
+            self.homes.push(home.clone());
+        }
+        Command::new("ip")
+            .args(["netns", "exec", &self.ns(host)])
+            .arg(env!("CARGO_BIN_EXE_weft"))
+            .arg("--home")
+            .arg(&home)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run weft")
+    }
+
+    /// Runs weft and panics with its output if it fails; returns stdout.
+    pub fn weft_ok(&mut self, host: &str, args: &[&str]) -> String {
+        let out = self.weft(host, args);
+        assert!(
+            out.status.success(),
+            "`weft {}` on {host} failed: {}\nstdout: {}\nstderr: {}\nlog:\n{}",
+            args.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            self.log(host)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Runs weft expecting failure; returns stderr.
+    pub fn weft_err(&mut self, host: &str, args: &[&str]) -> String {
+        let out = self.weft(host, args);
+        assert!(!out.status.success(), "`weft {}` on {host} unexpectedly succeeded: {}", args.join(" "), String::from_utf8_lossy(&out.stdout));
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
+    /// The router log of a host.
+    pub fn log(&self, host: &str) -> String {
+        std::fs::read_to_string(self.home(host).join("weft.log")).unwrap_or_default()
+    }
+
+    /// The pid of the router running on a host, from its pidfile.
+    pub fn router_pid(&self, host: &str) -> Option<i32> {
+        std::fs::read_to_string(self.home(host).join("weft.pid")).ok()?.trim().parse().ok()
+    }
+
+    /// `weft status --json` of a host.
+    pub fn status(&mut self, host: &str) -> serde_json::Value {
+        serde_json::from_str(&self.weft_ok(host, &["status", "--json"])).expect("status JSON")
+    }
+
+    /// Kills a host's router with SIGKILL (a crash) and waits until it is gone.
+    pub fn kill9(&self, host: &str) {
+        let pid = self.router_pid(host).expect("router pid");
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+        wait_for("the router to die", Duration::from_secs(10), || {
+            (!Path::new(&format!("/proc/{pid}")).exists() || proc_is_zombie(pid)).then_some(())
+        });
+    }
+
+    /// Whether `ping -c1` from `ns` to `ip` succeeds within `timeout` (retrying).
+    pub fn ping_within(&self, ns: &str, ip: &str, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.exec(ns, &["ping", "-c", "1", "-W", "1", ip]).status.success() {
+                return true;
+            }
+            if Instant::now() > deadline {
+                return false;
+            }
+        }
+    }
+
+    /// Asserts that `ns` can ping `ip` within 10 s.
+    pub fn assert_ping(&self, ns: &str, ip: &str) {
+        assert!(self.ping_within(ns, ip, Duration::from_secs(10)), "{ns} cannot ping {ip}");
+    }
+
+    /// A temp path inside the lab.
+    pub fn tmp(&self, name: &str) -> PathBuf {
+        self.tmp.join(name)
+    }
+}
+
+fn proc_is_zombie(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| s.rsplit(')').next().is_some_and(|rest| rest.trim_start().starts_with('Z')))
+        .unwrap_or(true)
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        for home in &self.homes {
+            if let Some(pid) = std::fs::read_to_string(home.join("weft.pid")).ok().and_then(|s| s.trim().parse::<i32>().ok()) {
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+                let deadline = Instant::now() + Duration::from_secs(5);
+                while Path::new(&format!("/proc/{pid}")).exists() && !proc_is_zombie(pid) && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            }
+        }
+        // Namespaces go in reverse order of creation (containers after their hosts' links).
+        while let Some(ns) = self.netns.pop() {
+            drop(ns);
+        }
+        let _ = std::fs::remove_dir_all(&self.tmp);
+    }
+}
