@@ -121,6 +121,8 @@ impl Engine {
             now,
         )?;
         let gso = send_pool.max_gso_segments() > 1;
+        let mut coalescer = Coalescer::new();
+        coalescer.set_mtu(config.overlay_mtu as usize);
         Ok(Self {
             poll,
             events: Events::with_capacity(256),
@@ -129,7 +131,7 @@ impl Engine {
             vxlan,
             rx: RxBatch::new(RX_BATCH),
             udp_rx: UdpRxBatch::new(UDP_RX_BUFFERS),
-            coalescer: Coalescer::new(),
+            coalescer,
             ready: VecDeque::new(),
             queued: Vec::new(),
             vxlan_queued: false,

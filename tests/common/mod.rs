@@ -6,7 +6,7 @@
 //! pid in its own pidfile. Tests need root; without it they skip, except under
 //! `CI=true` where they fail loudly.
 
-#![allow(dead_code)]
+#![allow(dead_code, unreachable_pub)]
 
 use std::os::fd::AsFd as _;
 use std::path::{Path, PathBuf};
@@ -63,7 +63,12 @@ impl Lab {
         let prefix = format!("wt{}{}", std::process::id(), n);
         let tmp = std::env::temp_dir().join(format!("weft-test-{prefix}"));
         std::fs::create_dir_all(&tmp).expect("create lab temp dir");
-        Some(Self { prefix, netns: Vec::new(), homes: Vec::new(), tmp })
+        Some(Self {
+            prefix,
+            netns: Vec::new(),
+            homes: Vec::new(),
+            tmp,
+        })
     }
 
     /// The full namespace name for a short name.
@@ -94,7 +99,22 @@ impl Lab {
     /// Like [`link`](Self::link) with a chosen MTU.
     pub fn link_mtu(&mut self, a: &str, a_cidr: &str, b: &str, b_cidr: &str, mtu: u32) {
         let (a_if, b_if) = (format!("u-{b}"), format!("u-{a}"));
-        self.exec_ok(a, &["ip", "link", "add", &a_if, "type", "veth", "peer", "name", &b_if, "netns", &self.ns(b)]);
+        self.exec_ok(
+            a,
+            &[
+                "ip",
+                "link",
+                "add",
+                &a_if,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                &b_if,
+                "netns",
+                &self.ns(b),
+            ],
+        );
         for (ns, ifn, cidr) in [(a, &a_if, a_cidr), (b, &b_if, b_cidr)] {
             self.exec_ok(ns, &["ip", "link", "set", ifn, "mtu", &mtu.to_string()]);
             self.exec_ok(ns, &["ip", "addr", "add", cidr, "dev", ifn]);
@@ -166,7 +186,12 @@ impl Lab {
     /// Runs weft expecting failure; returns stderr.
     pub fn weft_err(&mut self, host: &str, args: &[&str]) -> String {
         let out = self.weft(host, args);
-        assert!(!out.status.success(), "`weft {}` on {host} unexpectedly succeeded: {}", args.join(" "), String::from_utf8_lossy(&out.stdout));
+        assert!(
+            !out.status.success(),
+            "`weft {}` on {host} unexpectedly succeeded: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stdout)
+        );
         String::from_utf8_lossy(&out.stderr).into_owned()
     }
 
@@ -177,7 +202,11 @@ impl Lab {
 
     /// The pid of the router running on a host, from its pidfile.
     pub fn router_pid(&self, host: &str) -> Option<i32> {
-        std::fs::read_to_string(self.home(host).join("weft.pid")).ok()?.trim().parse().ok()
+        std::fs::read_to_string(self.home(host).join("weft.pid"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
     }
 
     /// `weft status --json` of a host.
@@ -188,7 +217,10 @@ impl Lab {
     /// Kills a host's router with SIGKILL (a crash) and waits until it is gone.
     pub fn kill9(&self, host: &str) {
         let pid = self.router_pid(host).expect("router pid");
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
         wait_for("the router to die", Duration::from_secs(10), || {
             (!Path::new(&format!("/proc/{pid}")).exists() || proc_is_zombie(pid)).then_some(())
         });
@@ -198,7 +230,11 @@ impl Lab {
     pub fn ping_within(&self, ns: &str, ip: &str, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
         loop {
-            if self.exec(ns, &["ping", "-c", "1", "-W", "1", ip]).status.success() {
+            if self
+                .exec(ns, &["ping", "-c", "1", "-W", "1", ip])
+                .status
+                .success()
+            {
                 return true;
             }
             if Instant::now() > deadline {
@@ -209,7 +245,10 @@ impl Lab {
 
     /// Asserts that `ns` can ping `ip` within 10 s.
     pub fn assert_ping(&self, ns: &str, ip: &str) {
-        assert!(self.ping_within(ns, ip, Duration::from_secs(10)), "{ns} cannot ping {ip}");
+        assert!(
+            self.ping_within(ns, ip, Duration::from_secs(10)),
+            "{ns} cannot ping {ip}"
+        );
     }
 
     /// A temp path inside the lab.
@@ -220,17 +259,30 @@ impl Lab {
 
 fn proc_is_zombie(pid: i32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| s.rsplit(')').next().is_some_and(|rest| rest.trim_start().starts_with('Z')))
+        .map(|s| {
+            s.rsplit(')')
+                .next()
+                .is_some_and(|rest| rest.trim_start().starts_with('Z'))
+        })
         .unwrap_or(true)
 }
 
 impl Drop for Lab {
     fn drop(&mut self) {
         for home in &self.homes {
-            if let Some(pid) = std::fs::read_to_string(home.join("weft.pid")).ok().and_then(|s| s.trim().parse::<i32>().ok()) {
-                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+            if let Some(pid) = std::fs::read_to_string(home.join("weft.pid"))
+                .ok()
+                .and_then(|s| s.trim().parse::<i32>().ok())
+            {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
                 let deadline = Instant::now() + Duration::from_secs(5);
-                while Path::new(&format!("/proc/{pid}")).exists() && !proc_is_zombie(pid) && Instant::now() < deadline {
+                while Path::new(&format!("/proc/{pid}")).exists()
+                    && !proc_is_zombie(pid)
+                    && Instant::now() < deadline
+                {
                     std::thread::sleep(Duration::from_millis(10));
                 }
             }
@@ -241,4 +293,169 @@ impl Drop for Lab {
         }
         let _ = std::fs::remove_dir_all(&self.tmp);
     }
+}
+
+/// Frames arriving at an interface inside a namespace, read through an AF_PACKET socket
+/// (weft's own `PacketPort`), so tests can assert what did and did not reach a container.
+pub struct Capture {
+    port: weft::io::PacketPort,
+    batch: weft::io::RxBatch,
+    frames: Vec<Vec<u8>>,
+}
+
+impl Capture {
+    /// Starts capturing frames received on `ifname` in namespace `ns` (full name).
+    pub fn start(ns: &str, ifname: &str) -> Self {
+        let fd = netns::NetnsTarget::Name(ns.to_string())
+            .open()
+            .expect("open namespace");
+        let ifname = ifname.to_string();
+        let port = netns::run_in_netns(fd.as_fd(), move || {
+            let mut nl = Netlink::new().expect("netlink");
+            let link = nl
+                .link_by_name(&ifname)
+                .expect("lookup")
+                .expect("interface exists");
+            weft::io::PacketPort::open(link.index, &weft::io::PortOptions::default())
+                .expect("packet socket")
+        })
+        .expect("enter namespace");
+        Self {
+            port,
+            batch: weft::io::RxBatch::new(16),
+            frames: Vec::new(),
+        }
+    }
+
+    /// Reads everything received so far.
+    pub fn drain(&mut self) -> &[Vec<u8>] {
+        use weft::io::FramePort as _;
+        while let Ok(n) = self.port.recv_batch(&mut self.batch) {
+            if n == 0 {
+                break;
+            }
+            for i in 0..n {
+                self.frames.push(self.batch.frame(i).to_vec());
+            }
+        }
+        &self.frames
+    }
+
+    /// How many captured frames satisfy `pred`.
+    pub fn count(&mut self, pred: impl Fn(&[u8]) -> bool) -> usize {
+        self.drain().iter().filter(|f| pred(f)).count()
+    }
+}
+
+/// Frame predicates for captures.
+pub mod frames {
+    use std::net::Ipv4Addr;
+
+    /// An ARP request asking for `target`.
+    pub fn arp_request_for(f: &[u8], target: Ipv4Addr) -> bool {
+        f.len() >= 42
+            && f[12..14] == [0x08, 0x06]
+            && f[20..22] == [0, 1]
+            && f[38..42] == target.octets()
+    }
+
+    /// An IPv4 UDP datagram to destination port `port` (no options in the IP header).
+    pub fn udp_to_port(f: &[u8], port: u16) -> bool {
+        f.len() >= 42 && f[12..14] == [0x08, 0x00] && f[23] == 17 && f[36..38] == port.to_be_bytes()
+    }
+
+    /// Sent to the Ethernet broadcast address.
+    pub fn is_broadcast(f: &[u8]) -> bool {
+        f.len() >= 6 && f[..6] == [0xff; 6]
+    }
+}
+
+/// A UDP socket bound inside a namespace (full name).
+pub fn udp_socket_in(ns: &str, bind: std::net::SocketAddr) -> std::net::UdpSocket {
+    let fd = netns::NetnsTarget::Name(ns.to_string())
+        .open()
+        .expect("open namespace");
+    netns::run_in_netns(fd.as_fd(), move || std::net::UdpSocket::bind(bind))
+        .expect("enter namespace")
+        .expect("bind UDP")
+}
+
+/// Sends `bytes` of deterministic pseudo-random data over TCP from `from_ns` to
+/// `to_ip:port` in `to_ns` (full names) and returns (hash sent, hash received, bytes received).
+pub fn tcp_transfer(
+    from_ns: &str,
+    to_ns: &str,
+    to_ip: std::net::Ipv4Addr,
+    port: u16,
+    bytes: usize,
+) -> (u64, u64, usize) {
+    use std::hash::Hasher as _;
+    use std::io::{Read as _, Write as _};
+    let to_fd = netns::NetnsTarget::Name(to_ns.to_string())
+        .open()
+        .expect("open namespace");
+    let listener = netns::run_in_netns(to_fd.as_fd(), move || {
+        std::net::TcpListener::bind((std::net::Ipv4Addr::UNSPECIFIED, port))
+    })
+    .expect("enter namespace")
+    .expect("listen");
+    let receiver = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().expect("accept");
+        s.set_read_timeout(Some(Duration::from_secs(60)))
+            .expect("timeout");
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        let mut buf = vec![0u8; 1 << 16];
+        let mut total = 0;
+        loop {
+            let n = s.read(&mut buf).expect("read");
+            if n == 0 {
+                return (h.finish(), total);
+            }
+            h.write(&buf[..n]);
+            total += n;
+        }
+    });
+    let from_fd = netns::NetnsTarget::Name(from_ns.to_string())
+        .open()
+        .expect("open namespace");
+    let mut stream = netns::run_in_netns(from_fd.as_fd(), move || {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            match std::net::TcpStream::connect_timeout(
+                &(to_ip, port).into(),
+                Duration::from_secs(2),
+            ) {
+                Ok(s) => return s,
+                Err(e) if Instant::now() < deadline => {
+                    let _ = e;
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                Err(e) => panic!("connect to {to_ip}:{port}: {e}"),
+            }
+        }
+    })
+    .expect("enter namespace");
+    stream
+        .set_write_timeout(Some(Duration::from_secs(60)))
+        .expect("timeout");
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut chunk = vec![0u8; 1 << 16];
+    let mut sent = 0;
+    while sent < bytes {
+        for b in chunk.chunks_mut(8) {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let v = state.to_le_bytes();
+            b.copy_from_slice(&v[..b.len()]);
+        }
+        let n = chunk.len().min(bytes - sent);
+        stream.write_all(&chunk[..n]).expect("write");
+        h.write(&chunk[..n]);
+        sent += n;
+    }
+    drop(stream);
+    let (got_hash, got) = receiver.join().expect("receiver");
+    (h.finish(), got_hash, got)
 }

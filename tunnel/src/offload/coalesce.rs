@@ -128,7 +128,7 @@ enum Classified {
     Mergeable(Candidate),
 }
 
-fn classify(tag: u64, frame: &[u8]) -> Classified {
+fn classify(tag: u64, frame: &[u8], mtu: usize) -> Classified {
     let Ok(Some(layout)) = IpLayout::parse(frame) else {
         return Classified::Other;
     };
@@ -147,7 +147,8 @@ fn classify(tag: u64, frame: &[u8]) -> Classified {
     };
     let tcp_flags = tcp.flags();
     let simple_flags = tcp_flags == flags::ACK || tcp_flags == flags::ACK | flags::PSH;
-    if !plain_ip || !simple_flags || hdr_end >= layout.end {
+    let oversized = layout.end - layout.l3 > mtu;
+    if !plain_ip || !simple_flags || hdr_end >= layout.end || oversized {
         return Classified::Unmergeable {
             key,
             bad_checksum: false,
@@ -160,7 +161,11 @@ fn classify(tag: u64, frame: &[u8]) -> Classified {
     let mut sum = layout.pseudo_header_base(frame, protocol::TCP);
     sum.add_u32(transport.len() as u32);
     sum.add_bytes(transport);
-    if !ip_ok || sum.fold() != 0xffff {
+    // A checksum left to offload is as good as a verified one: the merged super-frame
+    // gets a fresh partial checksum either way.
+    let tcp_ok =
+        sum.fold() == 0xffff || super::unfinished::partial_checksum(frame, &layout).is_some();
+    if !ip_ok || !tcp_ok {
         return Classified::Unmergeable {
             key,
             bad_checksum: true,
@@ -346,6 +351,8 @@ pub struct Coalescer {
     /// Push count: orders slots for eviction.
     clock: u64,
     counters: CoalesceCounters,
+    /// IP MTU of the ports frames go to (see [`Coalescer::set_mtu`]).
+    mtu: usize,
 }
 
 impl Default for Coalescer {
@@ -366,7 +373,15 @@ impl Coalescer {
             slots: (0..slots.max(1)).map(|_| FlowSlot::new()).collect(),
             clock: 0,
             counters: CoalesceCounters::default(),
+            mtu: 1500,
         }
+    }
+
+    /// Sets the IP MTU of the ports emitted frames go to (default 1500). A received TCP
+    /// packet larger than it is a super-frame a peer left unsegmented (a kernel VTEP on a
+    /// software underlay): it is passed on whole, marked as a super-frame, never merged.
+    pub fn set_mtu(&mut self, mtu: usize) {
+        self.mtu = mtu;
     }
 
     /// What happened so far.
@@ -388,7 +403,7 @@ impl Coalescer {
     {
         self.counters.frames_in += 1;
         self.clock += 1;
-        match classify(tag, frame) {
+        match classify(tag, frame, self.mtu) {
             Classified::Other => self.pass(tag, frame, emit),
             Classified::Unmergeable { key, bad_checksum } => {
                 if bad_checksum {
@@ -457,7 +472,7 @@ impl Coalescer {
         F: FnMut(u64, &VnetHdr, &[u8]),
     {
         self.counters.frames_out_unmerged += 1;
-        emit(tag, &VnetHdr::NONE, frame);
+        emit(tag, &super::unfinished::unfinished(frame, self.mtu), frame);
     }
 
     fn find(&self, key: &FlowKey) -> Option<usize> {
@@ -487,6 +502,7 @@ impl Coalescer {
     where
         F: FnMut(u64, &VnetHdr, &[u8]),
     {
+        let mtu = self.mtu;
         let Some(slot) = self.slots.get_mut(i) else {
             return;
         };
@@ -498,7 +514,11 @@ impl Coalescer {
         if slot.segments == 1 {
             // A run of one is the segment as it came (minus Ethernet padding).
             self.counters.frames_out_unmerged += 1;
-            emit(tag, &VnetHdr::NONE, &slot.buf);
+            emit(
+                tag,
+                &super::unfinished::unfinished(&slot.buf, mtu),
+                &slot.buf,
+            );
         } else if let Some(vnet) = slot.finish_super_frame() {
             self.counters.super_frames_out += 1;
             emit(tag, &vnet, &slot.buf);

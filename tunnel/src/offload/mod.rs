@@ -16,6 +16,7 @@
 
 mod coalesce;
 mod segment;
+mod unfinished;
 
 pub use coalesce::{CoalesceCounters, Coalescer, DEFAULT_FLOW_SLOTS, MAX_SUPER_FRAME_IP_LEN};
 pub use segment::{SegmentError, Segmented, segment};

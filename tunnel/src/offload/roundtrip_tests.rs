@@ -24,6 +24,7 @@ fn across(spec: &FrameSpec, payload: &[u8], gso: u16, mtu: usize) -> Vec<(VnetHd
     )
     .unwrap();
     let mut c = Coalescer::new();
+    c.set_mtu(mtu);
     let mut out = Vec::new();
     let mut emit = |tag: u64, v: &VnetHdr, f: &[u8]| {
         assert_eq!(tag, u64::from(vni.get()));

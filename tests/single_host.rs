@@ -1,0 +1,320 @@
+//! One host, several containers, weft's userspace switch between them: real namespaces,
+//! veths, routers and traffic.
+
+mod common;
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use common::{Capture, Lab, frames, tcp_transfer, udp_socket_in, wait_for};
+
+/// A host `h` with a running router and containers attached with 10.20.0.N/24.
+fn host_with_containers(test: &str, containers: &[&str]) -> Option<Lab> {
+    let mut lab = Lab::new(test)?;
+    let mut names = vec!["h"];
+    names.extend_from_slice(containers);
+    lab.add_ns(&names);
+    lab.weft_ok("h", &["launch"]);
+    for (i, c) in containers.iter().enumerate() {
+        let ip = format!("10.20.0.{}/24", i + 1);
+        let target = lab.ns(c);
+        lab.weft_ok("h", &["attach", &target, "--ip", &ip]);
+    }
+    Some(lab)
+}
+
+fn counter(status: &serde_json::Value, name: &str) -> u64 {
+    status["counters"][name].as_u64().unwrap_or(0)
+}
+
+#[test]
+fn three_containers_ping_each_other_and_the_exposed_host() {
+    let Some(mut lab) = host_with_containers("three_containers_ping", &["c1", "c2", "c3"]) else {
+        return;
+    };
+    lab.weft_ok("h", &["expose", "10.20.0.254/24"]);
+    for from in ["c1", "c2", "c3"] {
+        for ip in ["10.20.0.1", "10.20.0.2", "10.20.0.3", "10.20.0.254"] {
+            lab.assert_ping(from, ip);
+        }
+    }
+    // And the host reaches every container through its TAP.
+    for ip in ["10.20.0.1", "10.20.0.2", "10.20.0.3"] {
+        lab.assert_ping("h", ip);
+    }
+    let ps = lab.weft_ok("h", &["ps"]);
+    assert_eq!(ps.lines().count(), 3, "{ps}");
+    assert!(
+        ps.contains(&lab.ns("c2")) && ps.contains("10.20.0.2/24"),
+        "{ps}"
+    );
+}
+
+#[test]
+fn arp_requests_for_known_ips_are_answered_by_the_proxy_not_flooded() {
+    let Some(mut lab) = host_with_containers("arp_proxy", &["c1", "c2", "c3"]) else {
+        return;
+    };
+    let mut c3 = Capture::start(&lab.ns("c3"), "weft0");
+    let mut c2 = Capture::start(&lab.ns("c2"), "weft0");
+    let before = counter(&lab.status("h"), "switch.arp_proxied");
+    // c1 has never resolved c2: its first ping broadcasts an ARP request for 10.20.0.2.
+    lab.assert_ping("c1", "10.20.0.2");
+    let after = counter(&lab.status("h"), "switch.arp_proxied");
+    assert!(
+        after > before,
+        "the proxy answered nothing ({before} -> {after})"
+    );
+    let target = Ipv4Addr::new(10, 20, 0, 2);
+    assert_eq!(
+        c3.count(|f| frames::arp_request_for(f, target)),
+        0,
+        "the ARP request leaked to a third container"
+    );
+    assert_eq!(
+        c2.count(|f| frames::arp_request_for(f, target)),
+        0,
+        "the ARP request was flooded, not proxied"
+    );
+}
+
+#[test]
+fn broadcast_reaches_every_member_of_its_network_and_none_of_another() {
+    let Some(mut lab) = Lab::new("broadcast_scope") else {
+        return;
+    };
+    lab.add_ns(&["h", "a1", "a2", "b1", "b2"]);
+    lab.weft_ok("h", &["launch"]);
+    lab.weft_ok("h", &["network", "add", "blue", "--vni", "4242"]);
+    for (c, ip, net) in [
+        ("a1", "10.21.0.1/24", "default"),
+        ("a2", "10.21.0.2/24", "default"),
+        ("b1", "10.21.0.3/24", "blue"),
+        ("b2", "10.21.0.4/24", "blue"),
+    ] {
+        let target = lab.ns(c);
+        lab.weft_ok("h", &["attach", &target, "--ip", ip, "--network", net]);
+    }
+    // The same subnet on both networks: only the network keeps them apart.
+    let mut caps: Vec<(&str, Capture)> = ["a2", "b1", "b2"]
+        .iter()
+        .map(|c| (*c, Capture::start(&lab.ns(c), "weft0")))
+        .collect();
+    let sender = udp_socket_in(&lab.ns("a1"), SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)));
+    sender.set_broadcast(true).unwrap();
+    let dest = SocketAddr::from((Ipv4Addr::new(10, 21, 0, 255), 9999));
+    wait_for("the broadcast to reach a2", Duration::from_secs(10), || {
+        sender.send_to(b"hello network", dest).unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        let (_, cap) = &mut caps[0];
+        (cap.count(|f| frames::is_broadcast(f) && frames::udp_to_port(f, 9999)) > 0).then_some(())
+    });
+    for (name, cap) in caps.iter_mut().skip(1) {
+        assert_eq!(
+            cap.count(|f| frames::udp_to_port(f, 9999)),
+            0,
+            "broadcast crossed into network blue ({name})"
+        );
+    }
+    let status = lab.status("h");
+    let nets = status["networks"].as_array().unwrap();
+    assert!(
+        nets.iter().any(|n| n["name"] == "blue" && n["vni"] == 4242),
+        "{status}"
+    );
+}
+
+#[test]
+fn multicast_reaches_group_members_only() {
+    let Some(lab) = host_with_containers("multicast_members", &["c1", "c2", "c3"]) else {
+        return;
+    };
+    let group = Ipv4Addr::new(239, 7, 7, 7);
+    let member = udp_socket_in(
+        &lab.ns("c2"),
+        SocketAddr::from((Ipv4Addr::UNSPECIFIED, 7007)),
+    );
+    member
+        .join_multicast_v4(&group, &Ipv4Addr::new(10, 20, 0, 2))
+        .unwrap();
+    member
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let mut outsider = Capture::start(&lab.ns("c3"), "weft0");
+    let sender = udp_socket_in(
+        &lab.ns("c1"),
+        SocketAddr::from((Ipv4Addr::new(10, 20, 0, 1), 0)),
+    );
+    sender.set_multicast_ttl_v4(1).unwrap();
+    let mut buf = [0u8; 64];
+    // The member's IGMP report has to be snooped first; until then group traffic is dropped.
+    wait_for(
+        "the group member to receive",
+        Duration::from_secs(15),
+        || {
+            sender.send_to(b"to the group", (group, 7007)).unwrap();
+            member.recv_from(&mut buf).ok().map(|_| ())
+        },
+    );
+    for _ in 0..20 {
+        sender.send_to(b"to the group", (group, 7007)).unwrap();
+    }
+    let mut got = 0;
+    while member.recv_from(&mut buf).is_ok() {
+        got += 1;
+    }
+    assert!(got >= 15, "the member got {got} of 20");
+    assert_eq!(
+        outsider.count(|f| frames::udp_to_port(f, 7007)),
+        0,
+        "a non-member received group traffic"
+    );
+}
+
+#[test]
+fn a_100_mb_tcp_transfer_arrives_intact() {
+    let Some(lab) = host_with_containers("tcp_100mb", &["c1", "c2"]) else {
+        return;
+    };
+    let (sent, received, n) = tcp_transfer(
+        &lab.ns("c1"),
+        &lab.ns("c2"),
+        Ipv4Addr::new(10, 20, 0, 2),
+        5001,
+        100 << 20,
+    );
+    assert_eq!(n, 100 << 20);
+    assert_eq!(sent, received, "the bytes changed on the way");
+}
+
+#[test]
+fn detach_stops_traffic_and_removes_the_interface() {
+    let Some(mut lab) = host_with_containers("detach", &["c1", "c2"]) else {
+        return;
+    };
+    lab.assert_ping("c1", "10.20.0.2");
+    let target = lab.ns("c2");
+    let out = lab.weft_ok("h", &["detach", &target]);
+    assert!(out.contains("detached"), "{out}");
+    assert!(
+        !lab.ping_within("c1", "10.20.0.2", Duration::from_secs(2)),
+        "traffic still flows after detach"
+    );
+    let links = lab.exec_ok("c2", &["ip", "-br", "link"]);
+    assert!(!links.contains("weft0"), "{links}");
+    assert_eq!(lab.weft_ok("h", &["ps"]).lines().count(), 1);
+    let err = lab.weft_err("h", &["detach", &target]);
+    assert!(err.contains("not attached"), "{err}");
+}
+
+#[test]
+fn kill_9_then_launch_brings_traffic_back_without_touching_the_containers() {
+    let Some(mut lab) = host_with_containers("kill9", &["c1", "c2"]) else {
+        return;
+    };
+    lab.weft_ok("h", &["expose", "10.20.0.254/24"]);
+    lab.assert_ping("c1", "10.20.0.2");
+    let before = lab.exec_ok("c2", &["ip", "-o", "link", "show", "weft0"]);
+    let addrs_before = lab.exec_ok("c2", &["ip", "-o", "-4", "addr", "show", "weft0"]);
+    lab.kill9("h");
+    assert!(
+        !lab.ping_within("c1", "10.20.0.2", Duration::from_secs(2)),
+        "traffic flowed without a router"
+    );
+    // The stale pidfile must not stop the relaunch.
+    assert!(lab.home("h").join("weft.pid").exists());
+    lab.weft_ok("h", &["launch"]);
+    lab.assert_ping("c1", "10.20.0.2");
+    lab.assert_ping("c2", "10.20.0.254");
+    assert_eq!(
+        lab.exec_ok("c2", &["ip", "-o", "link", "show", "weft0"]),
+        before,
+        "the container's interface changed"
+    );
+    assert_eq!(
+        lab.exec_ok("c2", &["ip", "-o", "-4", "addr", "show", "weft0"]),
+        addrs_before
+    );
+    assert_eq!(lab.weft_ok("h", &["ps"]).lines().count(), 2);
+}
+
+#[test]
+fn weft_creates_no_bridge_vxlan_or_openvswitch_link() {
+    let Some(mut lab) = host_with_containers("link_kinds", &["c1", "c2"]) else {
+        return;
+    };
+    lab.weft_ok("h", &["expose", "10.20.0.254/24"]);
+    let kinds = lab.exec_ok("h", &["ip", "-d", "-o", "link", "show"]);
+    for line in kinds.lines() {
+        for kind in ["bridge ", "vxlan ", "openvswitch", "bond "] {
+            assert!(!line.contains(kind), "weft made a {kind} link: {line}");
+        }
+    }
+    let veths = kinds.lines().filter(|l| l.contains("veth")).count();
+    assert_eq!(veths, 2, "{kinds}");
+    assert!(
+        kinds
+            .lines()
+            .any(|l| l.contains(" weft:") && l.contains("tun")),
+        "{kinds}"
+    );
+}
+
+#[test]
+fn bad_input_gets_a_clear_error_and_creates_nothing() {
+    let Some(mut lab) = host_with_containers("bad_input", &["c1"]) else {
+        return;
+    };
+    let links_before = lab.exec_ok("h", &["ip", "-o", "link"]);
+
+    let missing = format!("{}-nosuch", lab.ns("x"));
+    let err = lab.weft_err("h", &["attach", &missing, "--ip", "10.20.0.9/24"]);
+    assert!(
+        err.contains("no network namespace") && err.lines().count() == 1,
+        "{err}"
+    );
+
+    let err = lab.weft_err("h", &["attach", &lab.ns("c1"), "--ip", "10.20.0.300/24"]);
+    assert!(
+        err.contains("invalid value") || err.contains("invalid"),
+        "{err}"
+    );
+
+    lab.add_ns(&["c2"]);
+    let target = lab.ns("c2");
+    let err = lab.weft_err("h", &["attach", &target, "--ip", "10.20.0.1/24"]);
+    assert!(
+        err.contains("already in use") && err.contains(&lab.ns("c1")),
+        "{err}"
+    );
+    assert!(
+        !lab.exec_ok("c2", &["ip", "-br", "link"]).contains("weft0"),
+        "a failed attach left an interface behind"
+    );
+
+    let err = lab.weft_err("h", &["launch"]);
+    assert!(err.contains("already running"), "{err}");
+
+    assert_eq!(
+        lab.exec_ok("h", &["ip", "-o", "link"]),
+        links_before,
+        "a failed command left a link behind"
+    );
+
+    lab.weft_ok("h", &["stop"]);
+    let err = lab.weft_err("h", &["status"]);
+    assert!(err.contains("not running"), "{err}");
+}
+
+#[test]
+fn reset_removes_every_link_and_state_file() {
+    let Some(mut lab) = host_with_containers("reset", &["c1", "c2"]) else {
+        return;
+    };
+    lab.weft_ok("h", &["expose", "10.20.0.254/24"]);
+    lab.weft_ok("h", &["reset"]);
+    let links = lab.exec_ok("h", &["ip", "-o", "link"]);
+    assert_eq!(links.lines().count(), 1, "only lo should remain: {links}");
+    assert!(!lab.exec_ok("c1", &["ip", "-br", "link"]).contains("weft0"));
+    assert!(!lab.home("h").join("state.json").exists());
+}
