@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
+use foldhash::fast::FixedState;
 use learning::{NetworkId, PortId};
 use mio::{Events, Interest, Poll, Token, Waker};
 use switch::{PortKind, Switch, SwitchConfig, Verdict};
@@ -59,8 +60,8 @@ struct Core {
     switch: Switch,
     ports: PortTable,
     peers: Peers,
-    networks: HashMap<NetworkId, NetworkDef>,
-    by_vni: HashMap<u32, NetworkId>,
+    networks: HashMap<NetworkId, NetworkDef, FixedState>,
+    by_vni: HashMap<u32, NetworkId, FixedState>,
     send_pool: UdpSendPool,
     pmtu: PmtuGuard,
     egress: Vec<PortId>,
@@ -140,8 +141,8 @@ impl Engine {
                 switch,
                 ports: PortTable::default(),
                 peers: Peers::default(),
-                networks: HashMap::new(),
-                by_vni: HashMap::new(),
+                networks: HashMap::default(),
+                by_vni: HashMap::default(),
                 send_pool,
                 pmtu: PmtuGuard::new(),
                 egress: Vec::with_capacity(64),

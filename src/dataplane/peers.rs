@@ -1,6 +1,8 @@
 //! The peers the data plane carries frames to, and the health of the path to each.
 
 use std::collections::HashMap;
+
+use foldhash::fast::FixedState;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
@@ -27,7 +29,7 @@ pub(super) struct Peer {
     /// Heartbeats over the VXLAN path.
     pub(super) vxlan: PathMonitor,
     /// Its virtual port per network.
-    pub(super) ports: HashMap<NetworkId, PortId>,
+    pub(super) ports: HashMap<NetworkId, PortId, FixedState>,
     pub(super) counters: PeerCounters,
 }
 
@@ -67,7 +69,7 @@ impl Peer {
 #[derive(Debug, Default)]
 pub(super) struct Peers {
     slots: Vec<Option<Peer>>,
-    by_ip: HashMap<IpAddr, usize>,
+    by_ip: HashMap<IpAddr, usize, FixedState>,
 }
 
 impl Peers {
@@ -85,7 +87,7 @@ impl Peers {
             addr,
             name: None,
             vxlan: PathMonitor::new(local_name, PathMonitorConfig::default(), now),
-            ports: HashMap::new(),
+            ports: HashMap::default(),
             counters: PeerCounters::default(),
         };
         let i = match self.slots.iter().position(Option::is_none) {
