@@ -14,8 +14,15 @@
 //!   or answer with ICMP "fragmentation needed"/"packet too big").
 //! - [`heartbeat`] and [`monitor`]: data-path liveness probes between weft peers and the
 //!   per-path state machine that turns them into `Up`/`Down`.
+//! - [`crypto`]: the encrypted tunnel ("sleeve"): the password KDF, the control
+//!   connection's Noise handshake and record layer, data-plane AEAD sessions with replay
+//!   window and rekeying, and the tunnel datagram format (several frames per datagram,
+//!   relay headers, in-tunnel heartbeats, GSO batches).
+//! - [`path`]: which path (VXLAN, encrypted, relayed, none) carries a peer's frames, and
+//!   why.
 //!
-//! Contract: no I/O, no threads, no clock reads, no randomness; time arrives as
+//! Contract: no I/O, no threads, no clock reads, no randomness (except key generation
+//! inside `snow`/`ring`, see [`crypto`]); time arrives as
 //! [`std::time::Instant`] parameters, state machines follow quinn-proto's
 //! `handle_*`/`poll_*` shape. Nothing here panics on input from the network: malformed
 //! input is an error value whose `name()` is a drop-counter key. The per-frame functions
@@ -24,11 +31,13 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod crypto;
 pub mod flow;
 pub mod heartbeat;
 mod layout;
 pub mod monitor;
 pub mod offload;
+pub mod path;
 pub mod pmtu;
 pub mod vxlan;
 
@@ -38,6 +47,11 @@ mod testutil;
 pub use flow::{flow_hash, source_port};
 pub use heartbeat::{Heartbeat, HeartbeatError, HeartbeatKind, is_heartbeat};
 pub use monitor::{PathCounters, PathEvent, PathMonitor, PathMonitorConfig, PathState};
-pub use offload::{CoalesceCounters, Coalescer, SegmentError, Segmented, segment};
+pub use offload::{
+    CoalesceCounters, Coalescer, SegmentError, Segmented, segment, segment_with_trailer,
+};
+pub use path::{
+    Path, PathChange, PathChoice, PathPolicy, PathReason, PathSelector, PathSelectorConfig,
+};
 pub use pmtu::{PmtuCounters, PmtuDrop, PmtuGuard, PmtuVerdict};
 pub use vxlan::{Underlay, Vni, VxlanError, VxlanHeader, decap};

@@ -19,7 +19,7 @@ mod segment;
 mod unfinished;
 
 pub use coalesce::{CoalesceCounters, Coalescer, DEFAULT_FLOW_SLOTS, MAX_SUPER_FRAME_IP_LEN};
-pub use segment::{SegmentError, Segmented, segment};
+pub use segment::{SegmentError, Segmented, segment, segment_with_trailer};
 
 #[cfg(test)]
 mod roundtrip_tests;

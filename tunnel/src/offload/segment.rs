@@ -1,8 +1,9 @@
 //! Userspace TSO/USO: cutting a super-frame into datagrams for one UDP GSO send.
 //!
 //! Output layout in the caller's `out`: `count` datagrams back to back, each
-//! `prefix ‖ Ethernet ‖ IP ‖ TCP/UDP ‖ payload chunk`, all `stride` bytes long except the
-//! last, which may be shorter: exactly what `UDP_SEGMENT` with `segment_size = stride`
+//! `prefix ‖ Ethernet ‖ IP ‖ TCP/UDP ‖ payload chunk ‖ trailer`, all `stride` bytes long
+//! except the last, which may be shorter (the trailer is zeroed room for an AEAD tag, empty
+//! for VXLAN): exactly what `UDP_SEGMENT` with `segment_size = stride`
 //! expects. The caller splits the buffer into sends of at most the kernel's segment limit
 //! (64, or 128 on newer kernels) and 65507 bytes (IPv4; 65527 for IPv6) of UDP payload.
 //!
@@ -115,12 +116,27 @@ pub fn segment(
     prefix: &[u8],
     out: &mut Vec<u8>,
 ) -> Result<Segmented, SegmentError> {
+    segment_with_trailer(vnet, frame, mtu, prefix, 0, out)
+}
+
+/// [`segment`] with `trailer` zero bytes after every datagram: room the encrypted tunnel
+/// fills with each datagram's AEAD tag when it seals the datagrams in place. The stride
+/// and the last datagram's length include the trailer.
+pub fn segment_with_trailer(
+    vnet: &VnetHdr,
+    frame: &[u8],
+    mtu: usize,
+    prefix: &[u8],
+    trailer: usize,
+    out: &mut Vec<u8>,
+) -> Result<Segmented, SegmentError> {
     out.clear();
+    let layout = Layout { prefix, trailer };
     let result = match vnet.gso_kind() {
-        GSO_NONE => single(vnet, frame, prefix, out),
-        GSO_TCPV4 => segment_tcp(vnet, frame, mtu, prefix, out, IpFamily::V4),
-        GSO_TCPV6 => segment_tcp(vnet, frame, mtu, prefix, out, IpFamily::V6),
-        GSO_UDP_L4 => segment_udp(vnet, frame, mtu, prefix, out),
+        GSO_NONE => single(vnet, frame, layout, out),
+        GSO_TCPV4 => segment_tcp(vnet, frame, mtu, layout, out, IpFamily::V4),
+        GSO_TCPV6 => segment_tcp(vnet, frame, mtu, layout, out, IpFamily::V6),
+        GSO_UDP_L4 => segment_udp(vnet, frame, mtu, layout, out),
         other => Err(SegmentError::UnsupportedGsoType(other)),
     };
     if result.is_err() {
@@ -129,20 +145,40 @@ pub fn segment(
     result
 }
 
+/// What surrounds every output datagram's inner frame.
+#[derive(Clone, Copy)]
+struct Layout<'a> {
+    prefix: &'a [u8],
+    trailer: usize,
+}
+
+impl Layout<'_> {
+    /// Bytes a datagram adds around its inner frame.
+    fn overhead(&self) -> usize {
+        self.prefix.len() + self.trailer
+    }
+
+    /// Closes the datagram just written: appends the zeroed trailer room.
+    fn close(&self, out: &mut Vec<u8>) {
+        out.resize(out.len() + self.trailer, 0);
+    }
+}
+
 /// A frame that is not a super-frame: copied behind the prefix, checksum finished.
 fn single(
     vnet: &VnetHdr,
     frame: &[u8],
-    prefix: &[u8],
+    layout: Layout<'_>,
     out: &mut Vec<u8>,
 ) -> Result<Segmented, SegmentError> {
-    out.extend_from_slice(prefix);
+    out.extend_from_slice(layout.prefix);
     out.extend_from_slice(frame);
     if vnet.needs_csum() {
-        let copy = out.get_mut(prefix.len()..).unwrap_or_default();
+        let copy = out.get_mut(layout.prefix.len()..).unwrap_or_default();
         vnet.complete_checksum(copy)
             .map_err(|_| SegmentError::ChecksumOutOfRange)?;
     }
+    layout.close(out);
     Ok(Segmented {
         stride: out.len(),
         count: 1,
@@ -222,7 +258,7 @@ fn segment_tcp(
     vnet: &VnetHdr,
     frame: &[u8],
     mtu: usize,
-    prefix: &[u8],
+    dgram: Layout<'_>,
     out: &mut Vec<u8>,
     family: IpFamily,
 ) -> Result<Segmented, SegmentError> {
@@ -254,7 +290,7 @@ fn segment_tcp(
     let mut chunks = payload.chunks(mss);
     for i in 0..count {
         let chunk = chunks.next().unwrap_or_default();
-        out.extend_from_slice(prefix);
+        out.extend_from_slice(dgram.prefix);
         let seg_start = out.len();
         out.extend_from_slice(header);
         out.extend_from_slice(chunk);
@@ -284,11 +320,12 @@ fn segment_tcp(
         c.add_bytes(t.get(..tcp_hl).unwrap_or_default());
         c.add_bytes(chunk);
         tcp::set_checksum(t, c.finish())?;
+        dgram.close(out);
     }
     let stride = if count == 1 {
         out.len()
     } else {
-        prefix.len() + hdr_end + mss
+        dgram.overhead() + hdr_end + mss
     };
     Ok(Segmented { stride, count })
 }
@@ -297,7 +334,7 @@ fn segment_udp(
     vnet: &VnetHdr,
     frame: &[u8],
     mtu: usize,
-    prefix: &[u8],
+    dgram: Layout<'_>,
     out: &mut Vec<u8>,
 ) -> Result<Segmented, SegmentError> {
     let layout = super_frame_layout(vnet, frame, None, protocol::UDP, UDP_CHECKSUM_OFFSET)?;
@@ -319,7 +356,7 @@ fn segment_udp(
     let mut chunks = payload.chunks(size);
     for i in 0..count {
         let chunk = chunks.next().unwrap_or_default();
-        out.extend_from_slice(prefix);
+        out.extend_from_slice(dgram.prefix);
         let seg_start = out.len();
         out.extend_from_slice(header);
         out.extend_from_slice(chunk);
@@ -346,11 +383,12 @@ fn segment_udp(
             v => v,
         };
         u[6..8].copy_from_slice(&value.to_be_bytes());
+        dgram.close(out);
     }
     let stride = if count == 1 {
         out.len()
     } else {
-        prefix.len() + hdr_end + size
+        dgram.overhead() + hdr_end + size
     };
     Ok(Segmented { stride, count })
 }
