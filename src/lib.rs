@@ -12,6 +12,7 @@ pub mod dataplane;
 pub mod home;
 pub mod io;
 pub mod lab;
+pub mod meshd;
 pub mod netlink;
 pub mod netns;
 pub mod router;

@@ -25,6 +25,10 @@ pub struct State {
     pub format: u32,
     /// This router's peer name (MAC-like), random on first launch, then stable.
     pub peer_name: Option<String>,
+    /// This router's static X25519 key for the mesh handshake (hex private key), random on
+    /// first launch, then stable.
+    #[serde(default)]
+    pub static_key: Option<String>,
     /// Named networks and their VNIs (the default network's VNI comes from `launch --vni`).
     #[serde(default)]
     pub networks: BTreeMap<String, NetworkSpec>,

@@ -1,6 +1,9 @@
 //! Two hosts (namespaces joined by an underlay veth), containers on each, VXLAN that weft
 //! builds and parses in userspace between them; and a Linux kernel VTEP as a peer.
 
+// Helpers outside #[test] functions fail loudly too.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use std::net::{Ipv4Addr, SocketAddr};

@@ -1,6 +1,9 @@
 //! One host, several containers, weft's userspace switch between them: real namespaces,
 //! veths, routers and traffic.
 
+// Helpers outside #[test] functions fail loudly too.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use std::net::{Ipv4Addr, SocketAddr};

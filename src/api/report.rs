@@ -35,6 +35,13 @@ pub struct StatusReport {
     /// Control connections of the peer mesh.
     #[serde(default)]
     pub connections: Vec<ConnectionReport>,
+    /// Addresses the router dials (named with `connect`/`launch`, or learned by gossip).
+    #[serde(default)]
+    pub targets: Vec<TargetReport>,
+    /// Whether a mesh password is set (control and tunnel authenticated), or not
+    /// (tunnel keys from an unauthenticated exchange: stops passive capture only).
+    #[serde(default)]
+    pub encryption: String,
     /// Sizes of the learning tables.
     pub tables: TableReport,
     /// Every counter of the data plane, by name (drops are named `drop.<reason>`).
@@ -121,6 +128,23 @@ pub struct ConnectionReport {
     pub path: String,
     /// Whether the connection (and tunnel) is encrypted, and how.
     pub encryption: String,
+    /// The last error, if any.
+    pub last_error: Option<String>,
+}
+
+/// An address the connection maker dials.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TargetReport {
+    /// ip:port.
+    pub address: String,
+    /// "explicit" (named) or "discovered" (gossip).
+    pub source: String,
+    /// connecting, connected, retrying, failed...
+    pub state: String,
+    /// Dial attempts so far.
+    pub attempts: u32,
+    /// Seconds until the next attempt, when one is scheduled.
+    pub next_retry_secs: Option<f64>,
     /// The last error, if any.
     pub last_error: Option<String>,
 }

@@ -159,6 +159,19 @@ pub(crate) fn format_status(r: &StatusReport, part: Option<StatusPart>) -> Strin
         );
         let _ = writeln!(o, "     VXLAN port: {}", r.vxlan_port);
         let _ = writeln!(o, "      Data path: {}", r.data_path);
+        let _ = writeln!(o, "     Encryption: {}", r.encryption);
+        let established = r
+            .connections
+            .iter()
+            .filter(|c| c.state == "established")
+            .count();
+        let _ = writeln!(
+            o,
+            "    Connections: {} ({} established), {} targets",
+            r.connections.len(),
+            established,
+            r.targets.len()
+        );
         let endpoints: usize = r.networks.iter().map(|n| n.endpoints).sum();
         let _ = writeln!(o, "      Endpoints: {endpoints}");
         let up = r.peers.iter().filter(|p| p.path != "none").count();
@@ -234,6 +247,28 @@ pub(crate) fn format_status(r: &StatusReport, part: Option<StatusPart>) -> Strin
                     .as_ref()
                     .map(|e| format!(" ({e})"))
                     .unwrap_or_default()
+            );
+        }
+    }
+    if want(StatusPart::Targets) && part.is_some() {
+        let _ = writeln!(
+            o,
+            "\nTARGET                 SOURCE      STATE        ATTEMPTS  NEXT RETRY  LAST ERROR"
+        );
+        for t in &r.targets {
+            let retry = t
+                .next_retry_secs
+                .map(|s| format!("{s:.1}s"))
+                .unwrap_or_else(|| "-".into());
+            let _ = writeln!(
+                o,
+                "{:<22} {:<11} {:<12} {:<9} {:<11} {}",
+                t.address,
+                t.source,
+                t.state,
+                t.attempts,
+                retry,
+                t.last_error.as_deref().unwrap_or("-")
             );
         }
     }

@@ -92,6 +92,9 @@ pub struct LaunchArgs {
     /// TCP port of the peer mesh control connections.
     #[arg(long, default_value_t = 6783)]
     pub port: u16,
+    /// UDP port of the encrypted tunnel (the fallback and relay path).
+    #[arg(long, default_value_t = 6784)]
+    pub tunnel_port: u16,
     /// Overlay MTU given to containers. [default: underlay MTU minus encapsulation overhead]
     #[arg(long, value_parser = clap::value_parser!(u32).range(576..=65000))]
     pub mtu: Option<u32>,
@@ -104,6 +107,20 @@ pub struct LaunchArgs {
     /// Do not use UDP segmentation offload (for kernels whose UDP GSO is broken).
     #[arg(long)]
     pub no_gso: bool,
+    /// Read the mesh password from FILE: only peers that know it can join, and no frame
+    /// crosses the underlay in clear except to trusted subnets. `WEFT_PASSWORD` works too.
+    #[arg(long, value_name = "FILE")]
+    pub password_file: Option<PathBuf>,
+    /// Underlay subnets whose peers may use cleartext VXLAN even with a password
+    /// (comma-separated CIDRs; both sides must trust each other).
+    #[arg(long, value_name = "CIDR,...", value_delimiter = ',')]
+    pub trusted_subnets: Vec<IpNet>,
+    /// Do not connect to peers learned through gossip (only to the ones named).
+    #[arg(long)]
+    pub no_discovery: bool,
+    /// Most control connections this router keeps.
+    #[arg(long, default_value_t = 64)]
+    pub conn_limit: usize,
 }
 
 /// `weft reset`.
@@ -184,6 +201,8 @@ pub enum StatusPart {
     Peers,
     /// Control connections: state, direction, data path, last error.
     Connections,
+    /// Addresses the router dials, and how that goes.
+    Targets,
     /// Networks and their VNIs.
     Networks,
     /// Ports and their counters.

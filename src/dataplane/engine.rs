@@ -1,85 +1,42 @@
-//! The data-plane thread: a mio loop over every port and the VXLAN socket.
+//! The data-plane thread: a mio loop over every port and both tunnel sockets.
 //!
 //! Per readiness event a port is drained in batches (edge-triggered epoll: a port that
 //! still has frames after its budget goes back on a ready queue, so one busy port cannot
 //! starve the others). Each batch is switched frame by frame and written out with one
 //! batched send per egress port. Nothing on this path allocates: the receive batches,
-//! the egress list, the segmentation buffer and the per-port pending lists are reused.
+//! the egress list, the segmentation buffers and the per-port pending lists are reused.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::net::SocketAddr;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
-use foldhash::fast::FixedState;
-use learning::{NetworkId, PortId};
+use learning::PortId;
 use mio::{Events, Interest, Poll, Token, Waker};
-use switch::{PortKind, Switch, SwitchConfig, Verdict};
-use tunnel::{Coalescer, Heartbeat, HeartbeatKind, PmtuGuard, PmtuVerdict, VxlanHeader};
+use switch::{PortKind, Switch, SwitchConfig};
+use tunnel::{Coalescer, PmtuGuard};
 use wire::VnetHdr;
 
+use super::core::{Core, EngineCounters};
 use super::peers::Peers;
-use super::ports::{LocalSlot, PortCounters, PortTable, RemoteSlot, Slot};
-use super::{
-    Command, DataplaneConfig, DataplaneStatus, KnownEndpoint, LocalPort, NetworkDef, PortHandle,
-};
-use crate::api::report::{PortReport, TableReport};
-use crate::io::{RxBatch, TxFrame, UdpPort, UdpRxBatch, UdpSendPool, VNET_HDR_LEN};
+use super::ports::{LocalSlot, PortCounters, PortTable, Slot};
+use super::{Command, DataplaneConfig, LocalPort, PortHandle};
+use crate::io::{RxBatch, UdpPort, UdpRxBatch, UdpSendPool, VNET_HDR_LEN};
 
 const WAKER: Token = Token(usize::MAX);
 const VXLAN: Token = Token(usize::MAX - 1);
+const TUNNEL: Token = Token(usize::MAX - 2);
 /// Frames per receive batch on a frame port.
 const RX_BATCH: usize = 32;
-/// Receive buffers (GRO super-buffers) per batch on the VXLAN socket.
+/// Receive buffers (GRO super-buffers) per batch on a tunnel socket.
 const UDP_RX_BUFFERS: usize = 16;
 /// Batches one ready port may receive before the others get their turn.
 const BATCHES_PER_TURN: usize = 4;
-/// Most frames one sendmmsg carries.
-const TX_CHUNK: usize = 64;
 /// How often kernel drop counters are folded in (they are 32-bit and reset on read).
 const STATS_INTERVAL: Duration = Duration::from_secs(5);
 
-static NO_VNET: [u8; VNET_HDR_LEN] = [0; VNET_HDR_LEN];
-
-/// Named counters of the engine itself (the cores count their own).
-#[derive(Debug, Default)]
-struct EngineCounters {
-    named: BTreeMap<(&'static str, &'static str), u64>,
-}
-
-impl EngineCounters {
-    /// Counts one event `group.name` (drops use the group "drop").
-    fn bump(&mut self, group: &'static str, name: &'static str) {
-        *self.named.entry((group, name)).or_insert(0) += 1;
-    }
-}
-
-/// Everything the per-frame path touches besides the receive buffers.
-struct Core {
-    switch: Switch,
-    ports: PortTable,
-    peers: Peers,
-    networks: HashMap<NetworkId, NetworkDef, FixedState>,
-    by_vni: HashMap<u32, NetworkId, FixedState>,
-    send_pool: UdpSendPool,
-    pmtu: PmtuGuard,
-    egress: Vec<PortId>,
-    reply: Vec<u8>,
-    icmp: Vec<u8>,
-    seg: Vec<u8>,
-    /// (frame address, frame length, VNI) of what `seg` holds, so a flood to several
-    /// peers segments a super-frame once.
-    seg_key: Option<(usize, usize, u32)>,
-    seg_stride: usize,
-    hb: Vec<u8>,
-    /// Ports with frames pending in the current batch.
-    dirty: Vec<PortId>,
-    counters: EngineCounters,
-    overlay_mtu: usize,
-    local_name: [u8; 6],
-    gso: bool,
-}
+/// An all-zero virtio header: a complete, wire-sized frame.
+pub(super) static NO_VNET: [u8; VNET_HDR_LEN] = [0; VNET_HDR_LEN];
 
 pub(super) struct Engine {
     poll: Poll,
@@ -91,8 +48,7 @@ pub(super) struct Engine {
     udp_rx: UdpRxBatch,
     coalescer: Coalescer,
     ready: VecDeque<Token>,
-    queued: Vec<bool>,
-    vxlan_queued: bool,
+    queued: HashMap<Token, bool>,
     next_stats: Instant,
     core: Core,
     running: bool,
@@ -103,11 +59,17 @@ impl Engine {
         config: DataplaneConfig,
         commands: Receiver<Command>,
     ) -> anyhow::Result<Self> {
+        use anyhow::Context as _;
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
-        let mut vxlan = UdpPort::bind(config.vxlan_bind, &config.udp)?;
+        let mut vxlan = UdpPort::bind(config.vxlan_bind, &config.udp)
+            .with_context(|| format!("cannot bind the VXLAN port {}", config.vxlan_bind))?;
         poll.registry()
             .register(&mut vxlan, VXLAN, Interest::READABLE)?;
+        let mut tunnel_sock = UdpPort::bind(config.tunnel_bind, &config.udp)
+            .with_context(|| format!("cannot bind the tunnel port {}", config.tunnel_bind))?;
+        poll.registry()
+            .register(&mut tunnel_sock, TUNNEL, Interest::READABLE)?;
         let send_pool = UdpSendPool::new(
             config.send_sockets.max(1),
             config.vxlan_bind.ip(),
@@ -122,8 +84,14 @@ impl Engine {
             now,
         )?;
         let gso = send_pool.max_gso_segments() > 1;
+        let overlay_mtu = config.overlay_mtu as usize;
+        let underlay = tunnel::Underlay::V4;
+        let tunnel_mtu =
+            tunnel::crypto::datagram::overlay_mtu(underlay, config.underlay_mtu as usize)
+                .unwrap_or(overlay_mtu)
+                .min(overlay_mtu);
         let mut coalescer = Coalescer::new();
-        coalescer.set_mtu(config.overlay_mtu as usize);
+        coalescer.set_mtu(overlay_mtu);
         Ok(Self {
             poll,
             events: Events::with_capacity(256),
@@ -134,8 +102,7 @@ impl Engine {
             udp_rx: UdpRxBatch::new(UDP_RX_BUFFERS),
             coalescer,
             ready: VecDeque::new(),
-            queued: Vec::new(),
-            vxlan_queued: false,
+            queued: HashMap::new(),
             next_stats: now + STATS_INTERVAL,
             core: Core {
                 switch,
@@ -144,6 +111,8 @@ impl Engine {
                 networks: HashMap::default(),
                 by_vni: HashMap::default(),
                 send_pool,
+                tunnel_sock,
+                routes: None,
                 pmtu: PmtuGuard::new(),
                 egress: Vec::with_capacity(64),
                 reply: vec![0; tunnel::pmtu::REPLY_BUFFER_LEN.max(switch::REPLY_MIN_LEN)],
@@ -152,10 +121,15 @@ impl Engine {
                 seg_key: None,
                 seg_stride: 0,
                 hb: vec![0; 2048],
+                tun: Vec::with_capacity(128 * 1024),
+                rx_tun: Vec::with_capacity(64 * 1024),
                 dirty: Vec::with_capacity(64),
                 counters: EngineCounters::default(),
-                overlay_mtu: config.overlay_mtu as usize,
+                overlay_mtu,
+                tunnel_mtu,
                 local_name: config.local_name,
+                password_set: config.password_set,
+                trusted_subnets: config.trusted_subnets,
                 gso,
             },
             running: true,
@@ -166,13 +140,20 @@ impl Engine {
         Arc::clone(&self.waker)
     }
 
+    fn enqueue(&mut self, token: Token) {
+        let queued = self.queued.entry(token).or_insert(false);
+        if !*queued {
+            *queued = true;
+            self.ready.push_back(token);
+        }
+    }
+
     /// The loop; returns on `Shutdown` (or when the control plane is gone).
     pub(super) fn run(mut self) {
         while self.running {
             let now = Instant::now();
             let timeout = if self.ready.is_empty() {
-                let deadline = self.next_deadline(now);
-                Some(deadline.saturating_duration_since(now))
+                Some(self.next_deadline(now).saturating_duration_since(now))
             } else {
                 Some(Duration::ZERO)
             };
@@ -183,24 +164,13 @@ impl Engine {
                 return;
             }
             let mut wake = false;
-            for ev in self.events.iter() {
-                match ev.token() {
-                    WAKER => wake = true,
-                    VXLAN => {
-                        if !self.vxlan_queued {
-                            self.vxlan_queued = true;
-                            self.ready.push_back(VXLAN);
-                        }
-                    }
-                    t => {
-                        if self.queued.len() <= t.0 {
-                            self.queued.resize(t.0 + 1, false);
-                        }
-                        if !self.queued[t.0] {
-                            self.queued[t.0] = true;
-                            self.ready.push_back(t);
-                        }
-                    }
+            let tokens: arrayvec::ArrayVec<Token, 256> =
+                self.events.iter().map(mio::event::Event::token).collect();
+            for token in tokens {
+                if token == WAKER {
+                    wake = true;
+                } else {
+                    self.enqueue(token);
                 }
             }
             if wake {
@@ -211,17 +181,13 @@ impl Engine {
                 let Some(token) = self.ready.pop_front() else {
                     break;
                 };
-                let drained = if token == VXLAN {
-                    self.service_vxlan(now)
-                } else {
-                    self.service_port(PortId(token.0 as u32), now)
+                let drained = match token {
+                    VXLAN => self.service_vxlan(now),
+                    TUNNEL => self.service_tunnel(now),
+                    t => self.service_port(PortId(t.0 as u32), now),
                 };
                 if drained {
-                    if token == VXLAN {
-                        self.vxlan_queued = false;
-                    } else if let Some(q) = self.queued.get_mut(token.0) {
-                        *q = false;
-                    }
+                    self.queued.insert(token, false);
                 } else {
                     self.ready.push_back(token);
                 }
@@ -236,7 +202,18 @@ impl Engine {
             d = d.min(t);
         }
         for (_, p) in self.core.peers.iter() {
-            d = d.min(p.vxlan.poll_timeout());
+            if p.vxlan_addr.is_some() {
+                d = d.min(p.vxlan.poll_timeout());
+            }
+            if let Some(t) = &p.tunnel {
+                d = d.min(t.monitor.poll_timeout());
+                if let Some(s) = t.session.poll_timeout() {
+                    d = d.min(s);
+                }
+            }
+            if let Some(s) = p.selector.poll_timeout() {
+                d = d.min(s);
+            }
         }
         d
     }
@@ -283,19 +260,48 @@ impl Engine {
                 }
             }
             for (src, datagram) in udp_rx.iter() {
-                let Some((port, inner)) = classify_datagram(core, src, datagram, now) else {
+                let Some((port, inner)) = core.vxlan_datagram(src, datagram, now) else {
                     continue;
                 };
                 coalescer.push(
                     u64::from(port.0),
                     inner,
                     &mut |tag, vnet: &VnetHdr, frame: &[u8]| {
-                        core_deliver(core, PortId(tag as u32), vnet, frame, now);
+                        core.deliver(PortId(tag as u32), vnet, frame, now);
                     },
                 );
             }
             coalescer.flush(&mut |tag, vnet: &VnetHdr, frame: &[u8]| {
-                core_deliver(core, PortId(tag as u32), vnet, frame, now);
+                core.deliver(PortId(tag as u32), vnet, frame, now);
+            });
+        }
+        false
+    }
+
+    /// Receives and opens up to a few batches of tunnel datagrams; true when drained.
+    fn service_tunnel(&mut self, now: Instant) -> bool {
+        let Self {
+            udp_rx,
+            coalescer,
+            core,
+            ..
+        } = self;
+        for _ in 0..BATCHES_PER_TURN {
+            match core.tunnel_sock.recv_batch(udp_rx) {
+                Ok(0) => return true,
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return true,
+                Err(e) => {
+                    tracing::warn!("tunnel receive failed: {e}");
+                    core.counters.bump("engine", "tunnel_receive_errors");
+                    return true;
+                }
+            }
+            for (_, datagram) in udp_rx.iter() {
+                core.tunnel_datagram(datagram, coalescer, now);
+            }
+            coalescer.flush(&mut |tag, vnet: &VnetHdr, frame: &[u8]| {
+                core.deliver(PortId(tag as u32), vnet, frame, now);
             });
         }
         false
@@ -310,7 +316,7 @@ impl Engine {
         while let Some(n) = core.switch.poll_transmit(now, &mut buf, &mut ports) {
             for &p in &ports {
                 if let Some(slot) = core.ports.local_mut(p) {
-                    slot.send(&[TxFrame {
+                    slot.send(&[crate::io::TxFrame {
                         vnet: &NO_VNET,
                         frame: &buf[..n],
                     }]);
@@ -320,6 +326,7 @@ impl Engine {
         core.reply = buf;
         core.egress = ports;
         core.heartbeats(now);
+        core.refresh_selectors(now);
         if now >= self.next_stats {
             self.next_stats = now + STATS_INTERVAL;
             core.fold_kernel_stats();
@@ -338,7 +345,8 @@ impl Engine {
             };
             let now = Instant::now();
             match cmd {
-                Command::AddNetwork(net) => self.core.add_network(net, now),
+                Command::Mesh(update) => self.core.mesh_update(update, now),
+                Command::AddNetwork(net) => self.core.add_network(net),
                 Command::RemoveNetwork(id) => self.core.remove_network(id),
                 Command::AddPort(port, reply) => {
                     let id = self.add_port(port, now);
@@ -351,12 +359,12 @@ impl Engine {
                 Command::SetEndpoint(id, ep) => self.core.set_endpoint(id, ep, now),
                 Command::AddPeers(addrs) => {
                     for a in addrs {
-                        self.core.add_peer(a, now);
+                        self.core.add_static_peer(a, now);
                     }
                 }
                 Command::RemovePeers(addrs) => {
                     for a in addrs {
-                        self.core.remove_peer(a);
+                        self.core.remove_static_peer(a);
                     }
                 }
                 Command::Status(reply) => {
@@ -396,12 +404,7 @@ impl Engine {
         self.core.switch.add_port(id, network, PortKind::Local);
         self.core.set_endpoint(id, endpoint, now);
         // Frames may already be waiting (edge-triggered: no event for them).
-        if self.queued.len() <= token.0 {
-            self.queued.resize(token.0 + 1, false);
-        }
-        self.queued[token.0] = true;
-        self.ready.push_back(token);
-        tracing::debug!(port = id.0, "port added");
+        self.enqueue(token);
         id
     }
 
@@ -413,448 +416,8 @@ impl Engine {
                 PortHandle::Tap(t) => self.poll.registry().deregister(t),
             };
         }
-        if let Some(q) = self.queued.get_mut(id.0 as usize) {
-            *q = false;
-        }
-        self.ready.retain(|t| t.0 != id.0 as usize);
-    }
-}
-
-/// Decapsulates one datagram and decides whose port it belongs to; heartbeats are
-/// consumed here. Returns the remote port of (peer, network) for a data frame.
-fn classify_datagram<'a>(
-    core: &mut Core,
-    src: SocketAddr,
-    datagram: &'a [u8],
-    now: Instant,
-) -> Option<(PortId, &'a [u8])> {
-    let Some(pi) = core.peers.index_of(src.ip()) else {
-        core.counters.bump("drop", "vxlan_unknown_peer");
-        return None;
-    };
-    let (vni, inner) = match tunnel::decap(datagram) {
-        Ok(x) => x,
-        Err(e) => {
-            core.counters.bump("drop", vxlan_drop_name(&e));
-            return None;
-        }
-    };
-    let peer = core.peers.get_mut(pi)?;
-    peer.counters.rx_frames += 1;
-    peer.counters.rx_bytes += datagram.len() as u64;
-    if tunnel::is_heartbeat(inner) {
-        match Heartbeat::decode(inner) {
-            Ok(hb) => {
-                peer.name = Some(hb.sender);
-                peer.vxlan.handle_heartbeat(now, &hb);
-            }
-            Err(_) => core.counters.bump("drop", "heartbeat_malformed"),
-        }
-        return None;
-    }
-    let Some(&net) = core.by_vni.get(&vni.get()) else {
-        core.counters.bump("drop", "vxlan_unknown_vni");
-        return None;
-    };
-    match peer.ports.get(&net) {
-        Some(&p) => Some((p, inner)),
-        None => {
-            core.counters.bump("drop", "vxlan_unknown_vni");
-            None
-        }
-    }
-}
-
-fn vxlan_drop_name(e: &tunnel::VxlanError) -> &'static str {
-    e.name()
-}
-
-/// Switches a frame that came from a peer and writes it to its local egress ports.
-fn core_deliver(core: &mut Core, ingress: PortId, vnet: &VnetHdr, frame: &[u8], now: Instant) {
-    let verdict = core
-        .switch
-        .handle_frame(now, ingress, frame, &mut core.egress, &mut core.reply);
-    if verdict != Verdict::Forward {
-        return;
-    }
-    let vnet_bytes = vnet.to_bytes();
-    let egress = std::mem::take(&mut core.egress);
-    for &e in &egress {
-        if let Some(slot) = core.ports.local_mut(e) {
-            slot.send(&[TxFrame {
-                vnet: &vnet_bytes,
-                frame,
-            }]);
-        }
-    }
-    core.egress = egress;
-}
-
-impl Core {
-    fn add_network(&mut self, net: NetworkDef, now: Instant) {
-        self.by_vni.insert(net.vni, net.id);
-        let id = net.id;
-        self.networks.insert(id, net);
-        let peers: Vec<usize> = self.peers.iter().map(|(i, _)| i).collect();
-        for pi in peers {
-            self.add_remote_port(pi, id, now);
-        }
-    }
-
-    fn remove_network(&mut self, id: NetworkId) {
-        if let Some(net) = self.networks.remove(&id) {
-            self.by_vni.remove(&net.vni);
-        }
-        let mut gone = Vec::new();
-        for (_, p) in self.peers.iter_mut() {
-            if let Some(port) = p.ports.remove(&id) {
-                gone.push(port);
-            }
-        }
-        for port in gone {
-            self.switch.remove_port(port);
-            self.ports.remove(port);
-        }
-    }
-
-    fn add_remote_port(&mut self, pi: usize, net: NetworkId, _now: Instant) {
-        let Some(vni) = self.networks.get(&net).map(|n| n.vni) else {
-            return;
-        };
-        let Some(peer) = self.peers.get(pi) else {
-            return;
-        };
-        if peer.ports.contains_key(&net) {
-            return;
-        }
-        let id = self
-            .ports
-            .insert(Slot::Remote(RemoteSlot { peer: pi, vni }));
-        self.switch.add_port(id, net, PortKind::Remote);
-        if let Some(peer) = self.peers.get_mut(pi) {
-            peer.ports.insert(net, id);
-        }
-    }
-
-    fn add_peer(&mut self, addr: SocketAddr, now: Instant) {
-        let (pi, new) = self.peers.add(addr, self.local_name, now);
-        if new {
-            tracing::info!(%addr, "peer added");
-            let nets: Vec<NetworkId> = self.networks.keys().copied().collect();
-            for n in nets {
-                self.add_remote_port(pi, n, now);
-            }
-        }
-    }
-
-    fn remove_peer(&mut self, addr: SocketAddr) {
-        if let Some(peer) = self.peers.remove(addr.ip()) {
-            for (_, port) in peer.ports {
-                self.switch.remove_port(port);
-                self.ports.remove(port);
-            }
-            tracing::info!(%addr, "peer removed");
-        }
-    }
-
-    fn set_endpoint(&mut self, id: PortId, ep: Option<KnownEndpoint>, now: Instant) {
-        let Some(slot) = self.ports.local_mut(id) else {
-            return;
-        };
-        let old = std::mem::replace(&mut slot.endpoint, ep.clone());
-        if let Some(old) = old {
-            let _ = self.switch.remove_endpoint(now, id, old.mac);
-        }
-        if let Some(ep) = ep
-            && let Err(e) = self.switch.add_endpoint(now, id, ep.mac, &ep.ips)
-        {
-            tracing::warn!("cannot pin endpoint {}: {e}", ep.mac);
-        }
-    }
-
-    /// Switches one receive batch of a local port and writes every frame out.
-    fn switch_local_batch(&mut self, ingress: PortId, rx: &RxBatch, n: usize, now: Instant) {
-        let mut egress = std::mem::take(&mut self.egress);
-        for i in 0..n {
-            if rx.is_truncated(i) {
-                self.counters.bump("drop", "port_frame_truncated");
-                continue;
-            }
-            let frame = rx.frame(i);
-            if let Some(slot) = self.ports.local_mut(ingress) {
-                slot.counters.rx_frames += 1;
-                slot.counters.rx_bytes += frame.len() as u64;
-            }
-            match self
-                .switch
-                .handle_frame(now, ingress, frame, &mut egress, &mut self.reply)
-            {
-                Verdict::Forward => {
-                    for &e in &egress {
-                        match self.ports.get_mut(e) {
-                            Some(Slot::Local(l)) => {
-                                if l.pending.is_empty() {
-                                    self.dirty.push(e);
-                                }
-                                l.pending.push(i as u16);
-                            }
-                            Some(Slot::Remote(r)) => {
-                                let r = *r;
-                                let vnet = VnetHdr::parse(rx.vnet(i));
-                                self.send_remote(ingress, r, &vnet, frame);
-                            }
-                            None => {}
-                        }
-                    }
-                }
-                Verdict::Reply(len) => {
-                    if let (Some(slot), Some(reply)) =
-                        (self.ports.local_mut(ingress), self.reply.get(..len))
-                    {
-                        slot.send(&[TxFrame {
-                            vnet: &NO_VNET,
-                            frame: reply,
-                        }]);
-                    }
-                }
-                Verdict::Drop(_) => {}
-            }
-        }
-        self.egress = egress;
-        self.seg_key = None;
-        self.flush_pending(rx);
-    }
-
-    /// Writes the frames queued per local port during a batch.
-    fn flush_pending(&mut self, rx: &RxBatch) {
-        let dirty = std::mem::take(&mut self.dirty);
-        for &id in &dirty {
-            let Some(slot) = self.ports.local_mut(id) else {
-                continue;
-            };
-            let pending = std::mem::take(&mut slot.pending);
-            for chunk in pending.chunks(TX_CHUNK) {
-                let mut frames: arrayvec::ArrayVec<TxFrame<'_>, TX_CHUNK> =
-                    arrayvec::ArrayVec::new();
-                for &i in chunk {
-                    frames.push(rx.tx_frame(usize::from(i)));
-                }
-                slot.send(&frames);
-            }
-            let mut pending = pending;
-            pending.clear();
-            slot.pending = pending;
-        }
-        let mut dirty = dirty;
-        dirty.clear();
-        self.dirty = dirty;
-    }
-
-    /// Sends a frame to a peer over VXLAN: cut to the path MTU if it is a super-frame,
-    /// answered with ICMP if it is too big and must not be fragmented.
-    fn send_remote(&mut self, ingress: PortId, r: RemoteSlot, vnet: &VnetHdr, frame: &[u8]) {
-        let Some(dest) = self.peers.get(r.peer).map(|p| p.addr) else {
-            return;
-        };
-        match self
-            .pmtu
-            .check(vnet, frame, self.overlay_mtu, &mut self.icmp)
-        {
-            PmtuVerdict::Fits | PmtuVerdict::Segment | PmtuVerdict::SendOversized => {}
-            PmtuVerdict::Reply { len } => {
-                if let (Some(slot), Some(icmp)) =
-                    (self.ports.local_mut(ingress), self.icmp.get(..len))
-                {
-                    slot.send(&[TxFrame {
-                        vnet: &NO_VNET,
-                        frame: icmp,
-                    }]);
-                }
-                return;
-            }
-            PmtuVerdict::Drop(_) => {
-                self.counters.bump("drop", "pmtu");
-                return;
-            }
-        }
-        let key = (frame.as_ptr() as usize, frame.len(), r.vni);
-        if self.seg_key != Some(key) {
-            let prefix = tunnel::vxlan::Vni::new(r.vni).map(|v| VxlanHeader::new(v).to_bytes());
-            let Some(prefix) = prefix else { return };
-            // A non-DF IPv4 packet bigger than the path is sent whole; the kernel
-            // fragments the outer datagram.
-            let mtu = if vnet.is_gso() {
-                self.overlay_mtu
-            } else {
-                usize::MAX
-            };
-            match tunnel::segment(vnet, frame, mtu, &prefix, &mut self.seg) {
-                Ok(s) => {
-                    self.seg_key = Some(key);
-                    self.seg_stride = s.stride;
-                }
-                Err(e) => {
-                    self.seg_key = None;
-                    self.counters.bump("drop", e.name());
-                    return;
-                }
-            }
-        }
-        let hash = tunnel::flow_hash(frame);
-        let datagrams = self.seg.len().div_ceil(self.seg_stride.max(1));
-        match self.send_pool.send(hash, dest, &self.seg, self.seg_stride) {
-            Ok(()) => {
-                if let Some(p) = self.peers.get_mut(r.peer) {
-                    p.counters.tx_frames += datagrams as u64;
-                    p.counters.tx_bytes += self.seg.len() as u64;
-                }
-            }
-            Err(e) => {
-                self.counters.bump("drop", "vxlan_send_failed");
-                tracing::trace!(%dest, "VXLAN send failed: {e}");
-            }
-        }
-    }
-
-    /// Sends due heartbeats (pings and pongs) to every peer over VXLAN.
-    fn heartbeats(&mut self, now: Instant) {
-        let vni = self
-            .networks
-            .values()
-            .map(|n| n.vni)
-            .min()
-            .and_then(tunnel::vxlan::Vni::new);
-        let Some(vni) = vni else { return };
-        let header = VxlanHeader::new(vni).to_bytes();
-        let Self {
-            peers,
-            hb,
-            send_pool,
-            counters,
-            ..
-        } = self;
-        for (_, peer) in peers.iter_mut() {
-            peer.vxlan.handle_timeout(now);
-            while let Some(beat) = peer.vxlan.poll_transmit(now) {
-                let Some(body) = hb.get_mut(tunnel::vxlan::VXLAN_HEADER_LEN..) else {
-                    break;
-                };
-                let pad = peer.vxlan.config().probe_len;
-                let Ok(n) = beat.encode(pad, body) else {
-                    counters.bump("engine", "heartbeat_encode_errors");
-                    continue;
-                };
-                hb[..tunnel::vxlan::VXLAN_HEADER_LEN].copy_from_slice(&header);
-                let len = tunnel::vxlan::VXLAN_HEADER_LEN + n;
-                if send_pool.send(0, peer.addr, &hb[..len], len).is_err() {
-                    counters.bump("engine", "heartbeat_send_errors");
-                } else if beat.kind == HeartbeatKind::Ping {
-                    counters.bump("engine", "heartbeat_pings_sent");
-                }
-            }
-            while let Some(ev) = peer.vxlan.poll_event() {
-                tracing::info!(peer = %peer.addr, "VXLAN path {ev:?}");
-            }
-        }
-    }
-
-    fn fold_kernel_stats(&mut self) {
-        for (_, slot) in self.ports.locals_mut() {
-            if let PortHandle::Veth(p) = &slot.handle
-                && let Ok(s) = p.stats()
-            {
-                slot.counters.kernel_drops += u64::from(s.drops);
-            }
-        }
-    }
-
-    fn status(&self, now: Instant, coalescer: &Coalescer) -> DataplaneStatus {
-        let net_name = |id: NetworkId| {
-            self.networks
-                .get(&id)
-                .map(|n| n.name.clone())
-                .unwrap_or_default()
-        };
-        let mut ports = Vec::new();
-        for (id, slot) in self.ports.iter() {
-            if let Slot::Local(l) = slot {
-                let c = l.counters;
-                ports.push(PortReport {
-                    id: id.0,
-                    kind: l.kind().into(),
-                    name: l.name.clone(),
-                    network: net_name(l.network),
-                    rx_frames: c.rx_frames,
-                    rx_bytes: c.rx_bytes,
-                    tx_frames: c.tx_frames,
-                    tx_bytes: c.tx_bytes,
-                    tx_dropped: c.tx_dropped,
-                    kernel_drops: c.kernel_drops,
-                });
-            }
-        }
-        let peers = self.peers.iter().map(|(_, p)| p.report()).collect();
-        let sc = self.switch.counters();
-        let mut counters: BTreeMap<String, u64> = BTreeMap::new();
-        for (k, v) in [
-            ("switch.frames", sc.frames),
-            ("switch.forwarded_unicast", sc.forwarded_unicast),
-            ("switch.flooded_broadcast", sc.flooded_broadcast),
-            ("switch.flooded_unknown_unicast", sc.flooded_unknown_unicast),
-            ("switch.flooded_multicast", sc.flooded_multicast),
-            ("switch.multicast_to_members", sc.multicast_to_members),
-            ("switch.arp_proxied", sc.arp_proxied),
-            ("switch.igmp_snooped", sc.igmp_snooped),
-            ("switch.queries_sent", sc.queries_sent),
-            ("mac.learned", sc.macs.learned),
-            ("mac.moved", sc.macs.moved),
-            ("mac.evicted", sc.macs.evicted),
-            ("mac.expired", sc.macs.expired),
-            ("neighbour.learned", sc.neighbours.learned),
-            ("neighbour.static_conflicts", sc.neighbours.static_conflicts),
-            ("group.joins", sc.groups.joins),
-            ("group.leaves", sc.groups.leaves),
-            ("group.expired", sc.groups.expired),
-        ] {
-            counters.insert(k.into(), v);
-        }
-        for (reason, v) in sc.drops.iter() {
-            counters.insert(format!("drop.{}", reason.name()), v);
-        }
-        let cc = coalescer.counters();
-        for (k, v) in [
-            ("gro.frames_in", cc.frames_in),
-            ("gro.segments_merged", cc.segments_merged),
-            ("gro.super_frames_out", cc.super_frames_out),
-            ("gro.bad_checksum", cc.bad_checksum),
-        ] {
-            counters.insert(k.into(), v);
-        }
-        let pc = self.pmtu.counters();
-        for (k, v) in [
-            ("pmtu.segmented", pc.segment),
-            ("pmtu.sent_oversized", pc.sent_oversized),
-            ("pmtu.frag_needed_sent", pc.frag_needed),
-            ("pmtu.packet_too_big_sent", pc.packet_too_big),
-        ] {
-            counters.insert(k.into(), v);
-        }
-        for ((group, name), v) in &self.counters.named {
-            counters.insert(format!("{group}.{name}"), *v);
-        }
-        DataplaneStatus {
-            ports,
-            peers,
-            tables: TableReport {
-                macs: self.switch.mac_entries(now).count(),
-                neighbours: self.switch.neighbours(now).count(),
-                groups: self.switch.groups(now).count(),
-            },
-            counters,
-            data_path: format!(
-                "AF_PACKET + vnet_hdr (TSO super-frames pass whole), recvmmsg/sendmmsg; VXLAN over UDP with {} and GRO",
-                if self.gso { "GSO" } else { "no GSO" }
-            ),
-        }
+        let token = Token(id.0 as usize);
+        self.queued.remove(&token);
+        self.ready.retain(|t| *t != token);
     }
 }

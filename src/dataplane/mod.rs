@@ -6,9 +6,15 @@
 //! talks to it only through [`Dataplane`], whose commands travel on a channel paired with
 //! a `mio::Waker`; they carry ports, peers and table updates, never frames.
 
+mod core;
+mod egress;
 mod engine;
+mod ingress;
+mod local;
 mod peers;
 mod ports;
+mod status;
+mod timers;
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -39,6 +45,15 @@ pub struct DataplaneConfig {
     pub udp: UdpOptions,
     /// How many send sockets spread flows over outer source ports.
     pub send_sockets: usize,
+    /// Where the encrypted tunnel is received (0.0.0.0:6784 by default).
+    pub tunnel_bind: SocketAddr,
+    /// MTU of the underlay, for the encrypted path's own overlay MTU.
+    pub underlay_mtu: u32,
+    /// A mesh password is set: peers outside the trusted subnets get the encrypted
+    /// tunnel only, never cleartext VXLAN.
+    pub password_set: bool,
+    /// Underlay subnets whose peers may use cleartext VXLAN even with a password.
+    pub trusted_subnets: Vec<ipnet::IpNet>,
 }
 
 /// A frame port handed to the data plane.
@@ -99,8 +114,92 @@ pub struct DataplaneStatus {
     pub data_path: String,
 }
 
+/// What the mesh tells the data plane about peers, routes and remote endpoints.
+#[derive(Debug)]
+pub enum MeshUpdate {
+    /// A control connection finished its handshake and Hello: the peer is a direct
+    /// neighbour, and these are the keys of the encrypted tunnel to it.
+    PeerConnected {
+        /// Its peer name.
+        name: [u8; 6],
+        /// Its nickname.
+        nickname: String,
+        /// Its underlay address (the control connection's remote IP).
+        addr: std::net::IpAddr,
+        /// Its VXLAN port (from its Hello).
+        vxlan_port: u16,
+        /// Its tunnel port (from its handshake payload).
+        tunnel_port: u16,
+        /// Tunnel keys from the handshake.
+        keys: Box<tunnel::crypto::session::TunnelKeys>,
+        /// The session index datagrams to us carry (ours, announced in the handshake).
+        local_index: u32,
+        /// The session index datagrams to it carry (its own).
+        remote_index: u32,
+    },
+    /// The control connection to a neighbour closed.
+    PeerDisconnected {
+        /// Its peer name.
+        name: [u8; 6],
+    },
+    /// A peer is in the topology (reachable, perhaps only through relays).
+    PeerKnown {
+        /// Its peer name.
+        name: [u8; 6],
+        /// Its nickname.
+        nickname: String,
+    },
+    /// A peer left the mesh (unreachable and forgotten): drop its ports, MACs, endpoints.
+    PeerRemoved {
+        /// Its peer name.
+        name: [u8; 6],
+    },
+    /// New routes: unicast next hops and per-origin broadcast trees.
+    Routes(Arc<mesh::RouteTable>),
+    /// A peer's full set of endpoints (containers and host ports it serves).
+    Endpoints {
+        /// Its peer name.
+        name: [u8; 6],
+        /// The endpoints.
+        endpoints: Vec<mesh::Endpoint>,
+    },
+}
+
+/// Where the mesh thread sends what it learns: the data plane ([`MeshSink`]), or a
+/// collector in tests.
+pub trait MeshUpdates: Send + 'static {
+    /// Delivers one update; an error means the receiver is gone.
+    fn deliver(&self, update: MeshUpdate) -> anyhow::Result<()>;
+}
+
+impl MeshUpdates for MeshSink {
+    fn deliver(&self, update: MeshUpdate) -> anyhow::Result<()> {
+        self.send(update)
+    }
+}
+
+/// A handle the mesh thread uses to send [`MeshUpdate`]s straight to the data plane.
+#[derive(Debug, Clone)]
+pub struct MeshSink {
+    commands: Sender<Command>,
+    waker: Arc<mio::Waker>,
+}
+
+impl MeshSink {
+    /// Delivers an update (fails only when the data plane has stopped).
+    pub fn send(&self, update: MeshUpdate) -> anyhow::Result<()> {
+        self.commands
+            .send(Command::Mesh(update))
+            .map_err(|_| anyhow::anyhow!("the data-plane thread has stopped"))?;
+        self.waker
+            .wake()
+            .context("cannot wake the data-plane thread")
+    }
+}
+
 /// Control messages to the data-plane thread.
 pub(crate) enum Command {
+    Mesh(MeshUpdate),
     AddNetwork(NetworkDef),
     RemoveNetwork(NetworkId),
     AddPort(LocalPort, Sender<PortId>),
@@ -190,6 +289,14 @@ impl Dataplane {
     /// Removes VXLAN peers.
     pub fn remove_peers(&self, peers: Vec<SocketAddr>) -> anyhow::Result<()> {
         self.send(Command::RemovePeers(peers))
+    }
+
+    /// A handle for the mesh thread.
+    pub fn mesh_sink(&self) -> MeshSink {
+        MeshSink {
+            commands: self.commands.clone(),
+            waker: Arc::clone(&self.waker),
+        }
     }
 
     /// A status snapshot.

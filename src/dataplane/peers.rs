@@ -1,15 +1,26 @@
-//! The peers the data plane carries frames to, and the health of the path to each.
+//! The peers the data plane carries frames to, and how each is reached.
+//!
+//! A peer is another weft router or a plain VXLAN endpoint (a kernel VTEP). It may be
+//! known three ways, merged into one entry: named on the command line (`static`: an
+//! address, VXLAN always allowed), connected over the mesh (a direct neighbour: a name,
+//! an address, tunnel keys), or only gossiped about (a name, reachable through relays).
+//! Each entry keeps a heartbeat monitor per direct path and a [`PathSelector`] that
+//! picks VXLAN, the encrypted tunnel or a relay from their verdicts and the policy.
 
 use std::collections::HashMap;
-
-use foldhash::fast::FixedState;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
+use foldhash::fast::FixedState;
 use learning::{NetworkId, PortId};
+use tunnel::crypto::session::TunnelSession;
+use tunnel::path::{Path, PathPolicy, PathSelector, PathSelectorConfig};
 use tunnel::{PathMonitor, PathMonitorConfig, PathState};
 
 use crate::api::report::PeerReport;
+
+/// A peer name (the 6 bytes of `mesh::PeerName`).
+pub(crate) type Name = [u8; 6];
 
 /// Traffic counters of one peer.
 #[derive(Debug, Clone, Copy, Default)]
@@ -20,41 +31,120 @@ pub(super) struct PeerCounters {
     pub(super) rx_bytes: u64,
 }
 
-/// A peer: another weft router or a plain VXLAN endpoint (a kernel VTEP).
+/// The encrypted tunnel to a directly connected weft router.
+#[derive(Debug)]
+pub(super) struct Tunnel {
+    pub(super) session: TunnelSession,
+    pub(super) addr: SocketAddr,
+    pub(super) monitor: PathMonitor,
+}
+
+/// One peer (see the module docs).
 #[derive(Debug)]
 pub(super) struct Peer {
-    pub(super) addr: SocketAddr,
-    /// Its peer name, learned from its heartbeats (kernel VTEPs never send any).
-    pub(super) name: Option<[u8; 6]>,
-    /// Heartbeats over the VXLAN path.
+    pub(super) name: Option<Name>,
+    pub(super) nickname: Option<String>,
+    /// Its underlay address and VXLAN port, when a direct path is possible.
+    pub(super) vxlan_addr: Option<SocketAddr>,
+    /// Named on the command line: VXLAN is used whatever the mesh says (a kernel VTEP has
+    /// no mesh).
+    pub(super) is_static: bool,
+    /// A mesh control connection to it is up.
+    pub(super) connected: bool,
     pub(super) vxlan: PathMonitor,
+    pub(super) tunnel: Option<Tunnel>,
+    pub(super) selector: PathSelector,
     /// Its virtual port per network.
     pub(super) ports: HashMap<NetworkId, PortId, FixedState>,
     pub(super) counters: PeerCounters,
+    /// Endpoints it announced, per network, so a new announcement can withdraw old ones.
+    pub(super) endpoints: Vec<(NetworkId, wire::Mac)>,
 }
 
 impl Peer {
+    fn new(local_name: Name, policy: PathPolicy, now: Instant) -> Self {
+        Self {
+            name: None,
+            nickname: None,
+            vxlan_addr: None,
+            is_static: false,
+            connected: false,
+            vxlan: PathMonitor::new(local_name, PathMonitorConfig::default(), now),
+            tunnel: None,
+            selector: PathSelector::new(policy, PathSelectorConfig::default(), now),
+            ports: HashMap::default(),
+            counters: PeerCounters::default(),
+            endpoints: Vec::new(),
+        }
+    }
+
+    /// The path frames to this peer take now.
+    pub(super) fn path(&self) -> Path {
+        if self.is_static && !self.connected {
+            // A command-line peer without a mesh connection (a kernel VTEP, or a weft router
+            // whose control connection is down): VXLAN is all it has — unless a password
+            // forbids cleartext to it.
+            return if self.vxlan_addr.is_some() && self.vxlan_allowed() {
+                Path::Vxlan
+            } else {
+                Path::None
+            };
+        }
+        self.selector.choice().path
+    }
+
+    /// Whether cleartext VXLAN may be exchanged with this peer at all (no password, or a
+    /// trusted subnet). Otherwise VXLAN from it is dropped and none is sent to it.
+    pub(super) fn vxlan_allowed(&self) -> bool {
+        matches!(self.selector.policy(), PathPolicy::CleartextAllowed(_))
+    }
+
+    /// Feeds the monitors' verdicts to the selector.
+    pub(super) fn update_selector(&mut self, now: Instant, relay_route: bool) {
+        let vxlan = if self.vxlan_addr.is_some() {
+            self.vxlan.state()
+        } else {
+            PathState::Down { since: now }
+        };
+        let tunnel = self
+            .tunnel
+            .as_ref()
+            .map_or(PathState::Down { since: now }, |t| t.monitor.state());
+        self.selector.handle_update(now, vxlan, tunnel, relay_route);
+    }
+
     pub(super) fn report(&self) -> PeerReport {
-        let (heartbeat, rtt_us, reason) = match self.vxlan.state() {
-            PathState::Up { rtt } => (
-                "up",
-                Some(rtt.as_micros() as u64),
-                "vxlan heartbeats answered",
-            ),
-            PathState::Down { .. } if self.name.is_none() => (
-                "down",
-                None,
-                "no heartbeat answers (not a weft router, e.g. a kernel VTEP: sending anyway)",
-            ),
-            PathState::Down { .. } => ("down", None, "vxlan heartbeats stopped (sending anyway)"),
-            PathState::Unknown => ("unknown", None, "waiting for the first heartbeat answer"),
+        let (heartbeat, rtt_us) = match self.vxlan.state() {
+            PathState::Up { rtt } => ("up", Some(rtt.as_micros() as u64)),
+            PathState::Down { .. } => ("down", None),
+            PathState::Unknown => ("unknown", None),
+        };
+        let choice = self.selector.choice();
+        let (path, reason) = if self.is_static && !self.connected && !self.vxlan_allowed() {
+            let reason = "password set and subnet not trusted: no cleartext; waiting for an authenticated mesh connection";
+            (self.path().name().to_string(), reason.to_string())
+        } else if self.is_static && !self.connected {
+            let reason = match self.vxlan.state() {
+                PathState::Up { .. } => "vxlan heartbeats answered (no mesh connection)",
+                PathState::Down { .. } if self.name.is_none() => {
+                    "no heartbeat answers (not a weft router, e.g. a kernel VTEP: sending anyway)"
+                }
+                PathState::Down { .. } => "vxlan heartbeats stopped (sending anyway)",
+                PathState::Unknown => "waiting for the first heartbeat answer",
+            };
+            (self.path().name().to_string(), reason.to_string())
+        } else {
+            (choice.path.name().to_string(), choice.to_string())
         };
         PeerReport {
-            address: self.addr.to_string(),
+            address: self
+                .vxlan_addr
+                .map(|a| a.to_string())
+                .unwrap_or_else(|| "-".into()),
             name: self.name.map(|n| wire::Mac(n).to_string()),
-            nickname: None,
-            path: "vxlan".into(),
-            reason: reason.into(),
+            nickname: self.nickname.clone(),
+            path,
+            reason,
             heartbeat: heartbeat.into(),
             rtt_us,
             tx_frames: self.counters.tx_frames,
@@ -65,32 +155,19 @@ impl Peer {
     }
 }
 
-/// All peers, found by index (ports refer to them) or by underlay IP (received datagrams).
+/// All peers, found by index (ports refer to them), underlay IP (received VXLAN), name
+/// (mesh updates, tunnel frames) or tunnel session index (received tunnel datagrams).
 #[derive(Debug, Default)]
 pub(super) struct Peers {
     slots: Vec<Option<Peer>>,
     by_ip: HashMap<IpAddr, usize, FixedState>,
+    by_name: HashMap<Name, usize, FixedState>,
+    by_session: HashMap<u32, usize, FixedState>,
 }
 
 impl Peers {
-    /// Adds a peer unless one with that IP exists; returns its index and whether it is new.
-    pub(super) fn add(
-        &mut self,
-        addr: SocketAddr,
-        local_name: [u8; 6],
-        now: Instant,
-    ) -> (usize, bool) {
-        if let Some(&i) = self.by_ip.get(&addr.ip()) {
-            return (i, false);
-        }
-        let peer = Peer {
-            addr,
-            name: None,
-            vxlan: PathMonitor::new(local_name, PathMonitorConfig::default(), now),
-            ports: HashMap::default(),
-            counters: PeerCounters::default(),
-        };
-        let i = match self.slots.iter().position(Option::is_none) {
+    fn insert(&mut self, peer: Peer) -> usize {
+        match self.slots.iter().position(Option::is_none) {
             Some(i) => {
                 self.slots[i] = Some(peer);
                 i
@@ -99,19 +176,108 @@ impl Peers {
                 self.slots.push(Some(peer));
                 self.slots.len() - 1
             }
-        };
+        }
+    }
+
+    /// The peer at this underlay IP, created if new; true when created.
+    pub(super) fn by_addr_or_new(
+        &mut self,
+        addr: SocketAddr,
+        local: Name,
+        policy: PathPolicy,
+        now: Instant,
+    ) -> (usize, bool) {
+        if let Some(&i) = self.by_ip.get(&addr.ip()) {
+            return (i, false);
+        }
+        let mut peer = Peer::new(local, policy, now);
+        peer.vxlan_addr = Some(addr);
+        let i = self.insert(peer);
         self.by_ip.insert(addr.ip(), i);
         (i, true)
     }
 
-    /// Removes the peer with this IP.
-    pub(super) fn remove(&mut self, ip: IpAddr) -> Option<Peer> {
-        let i = self.by_ip.remove(&ip)?;
-        self.slots.get_mut(i)?.take()
+    /// The peer with this name, created if new; true when created.
+    pub(super) fn by_name_or_new(
+        &mut self,
+        name: Name,
+        local: Name,
+        policy: PathPolicy,
+        now: Instant,
+    ) -> (usize, bool) {
+        if let Some(&i) = self.by_name.get(&name) {
+            return (i, false);
+        }
+        let mut peer = Peer::new(local, policy, now);
+        peer.name = Some(name);
+        let i = self.insert(peer);
+        self.by_name.insert(name, i);
+        (i, true)
     }
 
-    pub(super) fn index_of(&self, ip: IpAddr) -> Option<usize> {
+    /// Names peer `i` (merging the entries if another one already has the name: the
+    /// named one is dropped and its index returned so the caller can move its ports).
+    pub(super) fn set_name(&mut self, i: usize, name: Name) -> Option<Peer> {
+        let other = match self.by_name.get(&name) {
+            Some(&j) if j != i => self.remove_index(j),
+            _ => None,
+        };
+        if let Some(p) = self.get_mut(i)
+            && let Some(old) = p.name.replace(name)
+            && old != name
+        {
+            self.by_name.remove(&old);
+        }
+        self.by_name.insert(name, i);
+        other
+    }
+
+    /// Gives peer `i` an underlay address (a mesh peer that connected directly).
+    pub(super) fn set_addr(&mut self, i: usize, addr: SocketAddr) -> Option<Peer> {
+        let other = match self.by_ip.get(&addr.ip()) {
+            Some(&j) if j != i => self.remove_index(j),
+            _ => None,
+        };
+        if let Some(p) = self.get_mut(i)
+            && let Some(old) = p.vxlan_addr.replace(addr)
+            && old.ip() != addr.ip()
+        {
+            self.by_ip.remove(&old.ip());
+        }
+        self.by_ip.insert(addr.ip(), i);
+        other
+    }
+
+    /// Registers the tunnel session index datagrams to us from peer `i` carry.
+    pub(super) fn set_session_index(&mut self, i: usize, index: u32) {
+        self.clear_session_index(i);
+        self.by_session.insert(index, i);
+    }
+
+    /// Forgets peer `i`'s tunnel session index (its control connection closed).
+    pub(super) fn clear_session_index(&mut self, i: usize) {
+        self.by_session.retain(|_, &mut j| j != i);
+    }
+
+    /// Removes peer `i` and every index pointing at it.
+    pub(super) fn remove_index(&mut self, i: usize) -> Option<Peer> {
+        let peer = self.slots.get_mut(i)?.take()?;
+        self.by_ip.retain(|_, &mut j| j != i);
+        self.by_name.retain(|_, &mut j| j != i);
+        self.by_session.retain(|_, &mut j| j != i);
+        Some(peer)
+    }
+
+    pub(super) fn index_of_ip(&self, ip: IpAddr) -> Option<usize> {
         self.by_ip.get(&ip).copied()
+    }
+
+    pub(super) fn index_of_name(&self, name: &Name) -> Option<usize> {
+        self.by_name.get(name).copied()
+    }
+
+    pub(super) fn index_of_session(&self, index: u32) -> Option<usize> {
+        self.by_session.get(&index).copied()
     }
 
     pub(super) fn get(&self, i: usize) -> Option<&Peer> {

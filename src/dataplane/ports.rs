@@ -108,6 +108,10 @@ impl PortTable {
         slot
     }
 
+    pub(super) fn get(&self, id: PortId) -> Option<&Slot> {
+        self.slots.get(id.0 as usize)?.as_ref()
+    }
+
     pub(super) fn get_mut(&mut self, id: PortId) -> Option<&mut Slot> {
         self.slots.get_mut(id.0 as usize)?.as_mut()
     }

@@ -190,6 +190,7 @@ impl Router {
         guard.index = None;
         self.endpoint_ports
             .insert(host_name, PortBinding { port: port_id });
+        self.publish_endpoints();
         tracing::info!(target = %record.target, ifname = %record.ifname, mac = %record.mac, network = %record.network, "attached");
         Ok(record)
     }
@@ -257,6 +258,7 @@ impl Router {
             tracing::info!(target = %ep.target, ifname = %ep.ifname, "detached");
         }
         self.save().map_err(|e| ApiError::internal(&e))?;
+        self.publish_endpoints();
         Ok(gone)
     }
 

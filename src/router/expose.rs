@@ -159,6 +159,7 @@ impl Router {
             },
         );
         self.save().map_err(|e| ApiError::internal(&e))?;
+        self.publish_endpoints();
         tracing::info!(%network, cidr = %req.cidr, %tap, "exposed");
         Ok(Response::Json(serde_json::json!({ "tap": tap })))
     }
@@ -221,6 +222,7 @@ impl Router {
             );
         }
         self.save().map_err(|e| ApiError::internal(&e))?;
+        self.publish_endpoints();
         tracing::info!(%network, "hidden");
         Ok(Response::Json(serde_json::json!({})))
     }

@@ -6,6 +6,7 @@
 
 mod attach;
 mod expose;
+mod meshlink;
 pub mod networks;
 mod report;
 mod reset;
@@ -33,6 +34,9 @@ pub const DEFAULT_VNI: u32 = 1;
 /// Bytes VXLAN over IPv4 adds to an Ethernet frame on the underlay (IPv4 20, UDP 8,
 /// VXLAN 8, inner Ethernet 14): overlay MTU = underlay MTU − this.
 pub const VXLAN_OVERHEAD: u32 = 50;
+/// Bytes the encrypted tunnel adds on an IPv4 underlay (outer IPv4 and UDP, clear header,
+/// frame header, tag, inner Ethernet).
+pub const TUNNEL_OVERHEAD: u32 = tunnel::crypto::datagram::TUNNEL_OVERHEAD as u32;
 /// Interface-name prefix of every link weft creates in the router's namespace.
 pub const LINK_PREFIX: &str = "wf";
 
@@ -49,6 +53,10 @@ pub struct RouterConfig {
     pub underlay_mtu: u32,
     /// MTU given to containers.
     pub overlay_mtu: u32,
+    /// TCP port of the mesh control connections (ours and, by default, the peers').
+    pub mesh_port: u16,
+    /// A mesh password is set.
+    pub password_set: bool,
 }
 
 /// A port weft made for an endpoint or the host, by the name of its host-side link.
@@ -69,6 +77,8 @@ pub struct Router {
     endpoint_ports: std::collections::BTreeMap<String, PortBinding>,
     /// Host ports (TAP) by network name.
     host_ports: std::collections::BTreeMap<String, expose::HostPort>,
+    /// The mesh thread (control connections).
+    meshd: Option<crate::meshd::Meshd>,
     started: Instant,
 }
 
@@ -86,6 +96,8 @@ impl Router {
                 m
             }
         };
+        let static_key = meshlink::static_key(&mut state)?;
+        let psk = meshlink::password_psk(args)?;
         let nickname = args.nickname.clone().unwrap_or_else(|| {
             nix::unistd::gethostname()
                 .ok()
@@ -93,17 +105,33 @@ impl Router {
                 .unwrap_or_else(|| "weft".into())
         });
         let underlay_mtu = detect_underlay_mtu().unwrap_or(1500);
+        // With a password every untrusted peer is reached through the encrypted tunnel,
+        // so containers get the MTU that fits it; without one, VXLAN's.
+        let overhead = if psk.is_some() {
+            TUNNEL_OVERHEAD
+        } else {
+            VXLAN_OVERHEAD
+        };
         let overlay_mtu = args
             .mtu
-            .unwrap_or_else(|| underlay_mtu.saturating_sub(VXLAN_OVERHEAD).max(576));
+            .unwrap_or_else(|| underlay_mtu.saturating_sub(overhead).max(576));
         let config = RouterConfig {
             name,
             nickname,
             vxlan_port: args.vxlan_port,
             underlay_mtu,
             overlay_mtu,
+            mesh_port: args.port,
+            password_set: psk.is_some(),
         };
-        tracing::info!(name = %config.name, nickname = %config.nickname, underlay_mtu, overlay_mtu, "router identity");
+        tracing::info!(
+            name = %config.name,
+            nickname = %config.nickname,
+            underlay_mtu,
+            overlay_mtu,
+            encryption = if psk.is_some() { "password" } else { "unauthenticated" },
+            "router identity"
+        );
 
         let mut peers = Vec::new();
         for p in args.peers.iter().chain(state.targets.iter()) {
@@ -123,11 +151,39 @@ impl Router {
             local_name: name.0,
             udp,
             send_sockets: 16,
+            tunnel_bind: SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), args.tunnel_port),
+            underlay_mtu,
+            password_set: psk.is_some(),
+            trusted_subnets: args.trusted_subnets.clone(),
         })
         .with_context(|| {
             format!(
-                "cannot start the data plane (is UDP port {} free?)",
-                args.vxlan_port
+                "cannot start the data plane (are UDP ports {} and {} free?)",
+                args.vxlan_port, args.tunnel_port
+            )
+        })?;
+        let meshd = crate::meshd::Meshd::start(
+            crate::meshd::MeshdConfig {
+                listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), args.port),
+                name: name.0,
+                nickname: config.nickname.clone(),
+                vxlan_port: args.vxlan_port,
+                tunnel_port: args.tunnel_port,
+                psk,
+                static_key,
+                conn_limit: args.conn_limit,
+                discovery: !args.no_discovery,
+                targets: peers
+                    .iter()
+                    .map(|p| SocketAddr::new(p.ip(), args.port))
+                    .collect(),
+            },
+            dataplane.mesh_sink(),
+        )
+        .with_context(|| {
+            format!(
+                "cannot start the peer mesh (is TCP port {} free?)",
+                args.port
             )
         })?;
 
@@ -139,6 +195,7 @@ impl Router {
             dataplane: Some(dataplane),
             endpoint_ports: Default::default(),
             host_ports: Default::default(),
+            meshd: Some(meshd),
             started: Instant::now(),
         };
         router.declare_network(DEFAULT_NETWORK, args.vni)?;
@@ -156,6 +213,7 @@ impl Router {
         router.restore_endpoints();
         router.restore_host_ports();
         router.dataplane()?.add_peers(peers)?;
+        router.publish_endpoints();
         router.save()?;
         Ok(router)
     }
@@ -206,6 +264,9 @@ impl Router {
 
     /// Stops the data plane; endpoints and host ports stay for the next launch.
     pub fn shutdown(&mut self) {
+        if let Some(m) = self.meshd.take() {
+            m.shutdown();
+        }
         if let Some(dp) = self.dataplane.take() {
             dp.shutdown();
         }
@@ -277,6 +338,18 @@ impl Router {
                 resolve_peer(p, self.config.vxlan_port)
                     .map_err(|e| ApiError::bad_request(format!("{e:#}")))?,
             );
+        }
+        let mesh_addrs: Vec<SocketAddr> = addrs
+            .iter()
+            .map(|a| SocketAddr::new(a.ip(), self.config.mesh_port))
+            .collect();
+        if let Some(m) = &self.meshd {
+            let sent = if add {
+                m.connect(mesh_addrs)
+            } else {
+                m.forget(mesh_addrs)
+            };
+            sent.map_err(|e| ApiError::internal(&e))?;
         }
         let dp = self.dataplane().map_err(|e| ApiError::internal(&e))?;
         if add {

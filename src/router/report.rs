@@ -33,6 +33,8 @@ impl Router {
                     .unwrap_or_default(),
             })
             .collect();
+        let mut counters = dp.counters;
+        let (connections, targets) = self.mesh_reports(&dp.peers, &mut counters);
         Ok(StatusReport {
             version: env!("CARGO_PKG_VERSION").to_string(),
             name: self.config.name.to_string(),
@@ -46,9 +48,15 @@ impl Router {
             networks,
             ports: dp.ports,
             peers: dp.peers,
-            connections: Vec::new(),
+            connections,
+            targets,
+            encryption: if self.config.password_set {
+                "password: control and tunnel authenticated and encrypted".into()
+            } else {
+                "no password: tunnel encrypted with unauthenticated keys (stops passive capture only)".into()
+            },
             tables: dp.tables,
-            counters: dp.counters,
+            counters,
         })
     }
 

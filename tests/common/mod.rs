@@ -7,6 +7,8 @@
 //! `CI=true` where they fail loudly.
 
 #![allow(dead_code, unreachable_pub)]
+// Test support: failing loudly is the point.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::os::fd::AsFd as _;
 use std::path::{Path, PathBuf};

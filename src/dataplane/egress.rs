@@ -1,0 +1,263 @@
+//! Frames leaving the host: to a peer over VXLAN, over the encrypted tunnel, relayed
+//! through a neighbour, or flooded along this router's broadcast tree.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use learning::PortId;
+use tunnel::crypto::datagram::{self, DEFAULT_TTL, FrameFlags, FrameHeader};
+use tunnel::path::Path;
+use tunnel::{PmtuVerdict, Vni, VxlanHeader};
+use wire::VnetHdr;
+
+use super::core::Core;
+use super::engine::NO_VNET;
+use super::peers::Name;
+use super::ports::RemoteSlot;
+use crate::io::TxFrame;
+
+/// The destination name of a frame flooded along a broadcast tree.
+pub(super) const BROADCAST: Name = [0xff; 6];
+
+impl Core {
+    /// Sends a frame that arrived on local port `ingress` to remote port `r`.
+    pub(super) fn send_remote(
+        &mut self,
+        ingress: PortId,
+        r: RemoteSlot,
+        vnet: &VnetHdr,
+        frame: &[u8],
+        now: Instant,
+    ) {
+        let Some(peer) = self.peers.get(r.peer) else {
+            return;
+        };
+        match peer.path() {
+            Path::Vxlan => self.send_vxlan(Some(ingress), r.peer, r.vni, vnet, frame),
+            Path::Encrypted => {
+                let Some(dst) = peer.name else { return };
+                self.send_tunnel(Some(ingress), r.peer, dst, r.vni, vnet, frame, now);
+            }
+            Path::Relayed => {
+                let Some(dst) = peer.name else { return };
+                let Some(via) = self.next_hop(dst) else {
+                    self.counters.bump("drop", "no_route");
+                    return;
+                };
+                self.send_tunnel(Some(ingress), via, dst, r.vni, vnet, frame, now);
+            }
+            Path::None => self.counters.bump("drop", "no_path"),
+        }
+    }
+
+    /// The neighbour (peer index) frames for `dst` go through, by the mesh's routes.
+    pub(super) fn next_hop(&self, dst: Name) -> Option<usize> {
+        let hop = self.routes.as_ref()?.next_hop(mesh::PeerName(dst))?;
+        self.peers.index_of_name(&hop.0)
+    }
+
+    /// Floods a locally originated frame to every peer of its network. Along this
+    /// router's broadcast tree when the mesh has one: a child that is a leaf and has a
+    /// working VXLAN path gets plain VXLAN, any other child gets the frame in the tunnel
+    /// with the broadcast destination and forwards it to its own children. Peers outside
+    /// the mesh (command-line VXLAN endpoints such as kernel VTEPs) get VXLAN copies.
+    pub(super) fn flood_remote(
+        &mut self,
+        ingress: PortId,
+        remotes: &[RemoteSlot],
+        vnet: &VnetHdr,
+        frame: &[u8],
+        now: Instant,
+    ) {
+        let Some(first) = remotes.first() else { return };
+        let vni = first.vni;
+        let Some(routes) = self.routes.clone() else {
+            for r in remotes {
+                self.send_remote(ingress, *r, vnet, frame, now);
+            }
+            return;
+        };
+        let me = mesh::PeerName(self.local_name);
+        for child in routes.broadcast_children(me, me) {
+            let Some(ci) = self.peers.index_of_name(&child.0) else {
+                continue;
+            };
+            let leaf = routes.broadcast_children(me, *child).is_empty();
+            let vxlan = self.peers.get(ci).is_some_and(|p| p.path() == Path::Vxlan);
+            if leaf && vxlan {
+                self.send_vxlan(Some(ingress), ci, vni, vnet, frame);
+            } else {
+                self.send_tunnel(Some(ingress), ci, BROADCAST, vni, vnet, frame, now);
+            }
+        }
+        for r in remotes {
+            let outside = self.peers.get(r.peer).is_some_and(|p| {
+                p.name
+                    .is_none_or(|n| !routes.is_reachable(mesh::PeerName(n)) || n == self.local_name)
+            });
+            if outside {
+                self.send_remote(ingress, *r, vnet, frame, now);
+            }
+        }
+    }
+
+    /// Sends a frame to peer `pi` over VXLAN: cut to the path MTU if it is a super-frame,
+    /// answered with ICMP (out of `ingress`) if it is too big and must not be fragmented.
+    pub(super) fn send_vxlan(
+        &mut self,
+        ingress: Option<PortId>,
+        pi: usize,
+        vni: u32,
+        vnet: &VnetHdr,
+        frame: &[u8],
+    ) {
+        let Some(dest) = self.peers.get(pi).and_then(|p| p.vxlan_addr) else {
+            self.counters.bump("drop", "no_vxlan_address");
+            return;
+        };
+        if !self.check_pmtu(ingress, vnet, frame, self.overlay_mtu) {
+            return;
+        }
+        let key = (frame.as_ptr() as usize, frame.len(), vni);
+        if self.seg_key != Some(key) {
+            let Some(prefix) = Vni::new(vni).map(|v| VxlanHeader::new(v).to_bytes()) else {
+                return;
+            };
+            // A non-DF IPv4 packet bigger than the path is sent whole; the kernel
+            // fragments the outer datagram.
+            let mtu = if vnet.is_gso() {
+                self.overlay_mtu
+            } else {
+                usize::MAX
+            };
+            match tunnel::segment(vnet, frame, mtu, &prefix, &mut self.seg) {
+                Ok(s) => {
+                    self.seg_key = Some(key);
+                    self.seg_stride = s.stride;
+                }
+                Err(e) => {
+                    self.seg_key = None;
+                    self.counters.bump("drop", e.name());
+                    return;
+                }
+            }
+        }
+        let hash = tunnel::flow_hash(frame);
+        let datagrams = self.seg.len().div_ceil(self.seg_stride.max(1));
+        match self.send_pool.send(hash, dest, &self.seg, self.seg_stride) {
+            Ok(()) => {
+                if let Some(p) = self.peers.get_mut(pi) {
+                    p.counters.tx_frames += datagrams as u64;
+                    p.counters.tx_bytes += self.seg.len() as u64;
+                }
+            }
+            Err(e) => {
+                self.counters.bump("drop", "vxlan_send_failed");
+                tracing::trace!(%dest, "VXLAN send failed: {e}");
+            }
+        }
+    }
+
+    /// Sends a frame in the encrypted tunnel to neighbour `via`, addressed to `dst` (the
+    /// neighbour itself, a peer beyond it, or [`BROADCAST`]), from this router.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn send_tunnel(
+        &mut self,
+        ingress: Option<PortId>,
+        via: usize,
+        dst: Name,
+        vni: u32,
+        vnet: &VnetHdr,
+        frame: &[u8],
+        now: Instant,
+    ) {
+        let Some(vni) = Vni::new(vni) else { return };
+        if !self.check_pmtu(ingress, vnet, frame, self.tunnel_mtu) {
+            return;
+        }
+        let header = FrameHeader {
+            origin: self.local_name,
+            destination: dst,
+            ttl: DEFAULT_TTL,
+            flags: FrameFlags::for_frame(frame),
+            vni,
+        };
+        self.forward_tunnel(via, &header, vnet, frame, now);
+    }
+
+    /// Seals a frame record for neighbour `via` and sends it (a super-frame becomes one
+    /// GSO batch of sealed datagrams).
+    pub(super) fn forward_tunnel(
+        &mut self,
+        via: usize,
+        header: &FrameHeader,
+        vnet: &VnetHdr,
+        frame: &[u8],
+        now: Instant,
+    ) {
+        let Some(peer) = self.peers.get_mut(via) else {
+            return;
+        };
+        let Some(tunnel) = peer.tunnel.as_mut() else {
+            self.counters.bump("drop", "no_tunnel_session");
+            return;
+        };
+        let addr: SocketAddr = tunnel.addr;
+        let sealed = datagram::seal_super_frame(
+            &mut tunnel.session,
+            now,
+            vnet,
+            frame,
+            header,
+            self.tunnel_mtu,
+            &mut self.tun,
+        );
+        let seg = match sealed {
+            Ok(s) => s,
+            Err(e) => {
+                self.counters.bump("drop", e.name());
+                return;
+            }
+        };
+        match self.tunnel_sock.send(addr, &self.tun, seg.stride) {
+            Ok(()) => {
+                peer.counters.tx_frames += seg.count as u64;
+                peer.counters.tx_bytes += self.tun.len() as u64;
+            }
+            Err(e) => {
+                self.counters.bump("drop", "tunnel_send_failed");
+                tracing::trace!(%addr, "tunnel send failed: {e}");
+            }
+        }
+    }
+
+    /// Applies the path MTU to a frame from a local port: false when the frame must not
+    /// go (an ICMP error was sent back out of `ingress` instead, or it was dropped).
+    fn check_pmtu(
+        &mut self,
+        ingress: Option<PortId>,
+        vnet: &VnetHdr,
+        frame: &[u8],
+        mtu: usize,
+    ) -> bool {
+        let Some(ingress) = ingress else { return true };
+        match self.pmtu.check(vnet, frame, mtu, &mut self.icmp) {
+            PmtuVerdict::Fits | PmtuVerdict::Segment | PmtuVerdict::SendOversized => true,
+            PmtuVerdict::Reply { len } => {
+                if let (Some(slot), Some(icmp)) =
+                    (self.ports.local_mut(ingress), self.icmp.get(..len))
+                {
+                    slot.send(&[TxFrame {
+                        vnet: &NO_VNET,
+                        frame: icmp,
+                    }]);
+                }
+                false
+            }
+            PmtuVerdict::Drop(_) => {
+                self.counters.bump("drop", "pmtu");
+                false
+            }
+        }
+    }
+}

@@ -1,0 +1,92 @@
+//! Periodic work of the data plane: heartbeats on every direct path, and folding the
+//! kernel's per-socket drop counters into ours.
+
+use std::time::Instant;
+
+use tunnel::crypto::datagram;
+use tunnel::vxlan::VXLAN_HEADER_LEN;
+use tunnel::{HeartbeatKind, Vni, VxlanHeader};
+
+use super::PortHandle;
+use super::core::Core;
+
+impl Core {
+    /// Sends due heartbeats (pings and pongs) on the VXLAN path of every peer with an
+    /// address, and in the tunnel of every peer with a session.
+    pub(super) fn heartbeats(&mut self, now: Instant) {
+        let vni = self
+            .networks
+            .values()
+            .map(|n| n.vni)
+            .min()
+            .and_then(Vni::new);
+        let header = vni.map(|v| VxlanHeader::new(v).to_bytes());
+        let Self {
+            peers,
+            hb,
+            tun,
+            send_pool,
+            tunnel_sock,
+            counters,
+            ..
+        } = self;
+        for (_, peer) in peers.iter_mut() {
+            if let (Some(addr), Some(header), true) =
+                (peer.vxlan_addr, header, peer.vxlan_allowed())
+            {
+                peer.vxlan.handle_timeout(now);
+                while let Some(beat) = peer.vxlan.poll_transmit(now) {
+                    let Some(body) = hb.get_mut(VXLAN_HEADER_LEN..) else {
+                        break;
+                    };
+                    let pad = peer.vxlan.config().probe_len;
+                    let Ok(n) = beat.encode(pad, body) else {
+                        counters.bump("engine", "heartbeat_encode_errors");
+                        continue;
+                    };
+                    hb[..VXLAN_HEADER_LEN].copy_from_slice(&header);
+                    let len = VXLAN_HEADER_LEN + n;
+                    if send_pool.send(0, addr, &hb[..len], len).is_err() {
+                        counters.bump("engine", "heartbeat_send_errors");
+                    } else if beat.kind == HeartbeatKind::Ping {
+                        counters.bump("engine", "heartbeat_pings_sent");
+                    }
+                }
+                while let Some(ev) = peer.vxlan.poll_event() {
+                    tracing::info!(peer = %addr, "VXLAN path {ev:?}");
+                }
+            }
+            if let Some(t) = peer.tunnel.as_mut() {
+                t.session.handle_timeout(now);
+                t.monitor.handle_timeout(now);
+                while let Some(beat) = t.monitor.poll_transmit(now) {
+                    tun.clear();
+                    let pad = t.monitor.config().probe_len;
+                    match datagram::seal_heartbeat(&mut t.session, now, &beat, pad, tun) {
+                        Ok(range) => {
+                            let Some(d) = tun.get(range) else { continue };
+                            if tunnel_sock.send(t.addr, d, d.len()).is_err() {
+                                counters.bump("engine", "tunnel_heartbeat_send_errors");
+                            }
+                        }
+                        Err(e) => counters.bump("drop", e.name()),
+                    }
+                }
+                while let Some(ev) = t.monitor.poll_event() {
+                    tracing::info!(peer = %t.addr, "tunnel path {ev:?}");
+                }
+            }
+        }
+    }
+
+    /// Adds the kernel's receive-drop counts of every packet socket to the ports' counters.
+    pub(super) fn fold_kernel_stats(&mut self) {
+        for (_, slot) in self.ports.locals_mut() {
+            if let PortHandle::Veth(p) = &slot.handle
+                && let Ok(s) = p.stats()
+            {
+                slot.counters.kernel_drops += u64::from(s.drops);
+            }
+        }
+    }
+}

@@ -1,0 +1,298 @@
+//! Encryption and fallback with real routers: password peers, what crosses the wire,
+//! refused strangers, falling back from blocked VXLAN and back, replayed datagrams.
+
+// Helpers outside #[test] functions fail loudly too.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+use common::{Capture, Lab, tcp_transfer, wait_for};
+
+const H1: &str = "192.168.90.1";
+const H2: &str = "192.168.90.2";
+
+/// Two hosts with a container each; `passwords` gives each host's password (None: none).
+fn pair(test: &str, passwords: [Option<&str>; 2]) -> Option<Lab> {
+    let mut lab = Lab::new(test)?;
+    lab.add_ns(&["h1", "h2", "c1", "c2"]);
+    lab.link("h1", &format!("{H1}/24"), "h2", &format!("{H2}/24"));
+    for (host, peer, pw) in [("h1", H2, passwords[0]), ("h2", H1, passwords[1])] {
+        let mut args = vec!["launch".to_string(), peer.to_string()];
+        if let Some(pw) = pw {
+            let file = lab.tmp(&format!("{host}.password"));
+            std::fs::write(&file, format!("{pw}\n")).unwrap();
+            args.push("--password-file".into());
+            args.push(file.to_string_lossy().into_owned());
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        lab.weft_ok(host, &args);
+    }
+    let (c1, c2) = (lab.ns("c1"), lab.ns("c2"));
+    lab.weft_ok("h1", &["attach", &c1, "--ip", "10.90.0.1/24"]);
+    lab.weft_ok("h2", &["attach", &c2, "--ip", "10.90.0.2/24"]);
+    Some(lab)
+}
+
+fn path_to_peer(status: &serde_json::Value) -> String {
+    status["peers"][0]["path"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+fn counter(status: &serde_json::Value, name: &str) -> u64 {
+    status["counters"][name].as_u64().unwrap_or(0)
+}
+
+#[test]
+fn password_peers_talk_and_no_cleartext_crosses_the_underlay() {
+    let Some(mut lab) = pair(
+        "enc_password",
+        [Some("correct horse"), Some("correct horse")],
+    ) else {
+        return;
+    };
+    wait_for("the encrypted path", Duration::from_secs(20), || {
+        (path_to_peer(&lab.status("h1")) == "encrypted").then_some(())
+    });
+    lab.assert_ping("c1", "10.90.0.2");
+    let (sent, received, n) = tcp_transfer(
+        &lab.ns("c1"),
+        &lab.ns("c2"),
+        Ipv4Addr::new(10, 90, 0, 2),
+        5020,
+        100 << 20,
+    );
+    assert_eq!((n, sent), (100 << 20, received));
+    // Watch everything that crosses the underlay link, both ways (a capture sees what
+    // arrives at its interface), while a marker goes through TCP.
+    let mut to_h2 = Capture::start(&lab.ns("h2"), "u-h1");
+    let mut to_h1 = Capture::start(&lab.ns("h1"), "u-h2");
+    // The positive control: the same capture on the container's side does see the marker.
+    let mut inside = Capture::start(&lab.ns("c2"), "weft0");
+    let marker = b"WEFT-MARKER-SHOULD-NEVER-BE-SEEN";
+    marker_transfer(&lab, marker);
+    let has_marker = |f: &Vec<u8>| f.windows(marker.len()).any(|w| w == marker);
+    assert!(
+        inside.drain().iter().any(has_marker),
+        "the control capture missed the marker"
+    );
+    let mut frames = to_h2.drain().to_vec();
+    frames.extend_from_slice(to_h1.drain());
+    assert!(
+        frames.len() > 10,
+        "the capture saw only {} frames",
+        frames.len()
+    );
+    assert!(
+        !frames.iter().any(has_marker),
+        "the marker crossed the underlay in clear"
+    );
+    // Nothing went over VXLAN at all.
+    assert!(!frames.iter().any(|f| f.len() > 37
+        && f[12..14] == [8, 0]
+        && f[23] == 17
+        && f[36..38] == 4789u16.to_be_bytes()));
+    let text = lab.weft_ok("h1", &["status", "connections"]);
+    assert!(
+        text.contains("authenticated") && text.contains("encrypted"),
+        "{text}"
+    );
+}
+
+/// Sends `marker` repeatedly over TCP from c1 to c2.
+fn marker_transfer(lab: &Lab, marker: &[u8]) {
+    use std::io::{Read as _, Write as _};
+    use std::os::fd::AsFd as _;
+    let to = weft::netns::NetnsTarget::Name(lab.ns("c2")).open().unwrap();
+    let listener = weft::netns::run_in_netns(to.as_fd(), || {
+        std::net::TcpListener::bind(("0.0.0.0", 5021))
+    })
+    .unwrap()
+    .unwrap();
+    let reader = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        let mut all = Vec::new();
+        s.read_to_end(&mut all).unwrap();
+        all.len()
+    });
+    let from = weft::netns::NetnsTarget::Name(lab.ns("c1")).open().unwrap();
+    let mut s = weft::netns::run_in_netns(from.as_fd(), || {
+        std::net::TcpStream::connect(("10.90.0.2", 5021))
+    })
+    .unwrap()
+    .unwrap();
+    for _ in 0..1000 {
+        s.write_all(marker).unwrap();
+    }
+    drop(s);
+    assert_eq!(reader.join().unwrap(), 1000 * marker.len());
+}
+
+#[test]
+fn a_peer_with_the_wrong_password_is_refused() {
+    let Some(mut lab) = pair("enc_wrong", [Some("one password"), Some("another one")]) else {
+        return;
+    };
+    let text = wait_for(
+        "both sides to report the refusal",
+        Duration::from_secs(20),
+        || {
+            let a = lab.weft_ok("h1", &["status", "connections"]);
+            let b = lab.weft_ok("h2", &["status", "connections"]);
+            (a.contains("password differs") && b.contains("password differs")).then_some(a + &b)
+        },
+    );
+    assert!(!text.contains("established"), "{text}");
+    assert!(
+        !lab.ping_within("c1", "10.90.0.2", Duration::from_secs(3)),
+        "traffic flowed between strangers"
+    );
+}
+
+#[test]
+fn blocked_vxlan_falls_back_to_the_tunnel_and_returns() {
+    let Some(mut lab) = pair("enc_fallback", [None, None]) else {
+        return;
+    };
+    wait_for("the VXLAN path", Duration::from_secs(20), || {
+        (path_to_peer(&lab.status("h1")) == "vxlan").then_some(())
+    });
+    lab.assert_ping("c1", "10.90.0.2");
+    // Drop VXLAN both ways, inside h2's own namespace.
+    lab.exec_ok("h2", &["nft", "add table inet wtblock"]);
+    lab.exec_ok(
+        "h2",
+        &[
+            "nft",
+            "add chain inet wtblock in { type filter hook input priority 0 ; }",
+        ],
+    );
+    lab.exec_ok(
+        "h2",
+        &[
+            "nft",
+            "add chain inet wtblock out { type filter hook output priority 0 ; }",
+        ],
+    );
+    lab.exec_ok(
+        "h2",
+        &["nft", "add rule inet wtblock in udp dport 4789 drop"],
+    );
+    lab.exec_ok(
+        "h2",
+        &["nft", "add rule inet wtblock out udp dport 4789 drop"],
+    );
+    let blocked = std::time::Instant::now();
+    wait_for(
+        "traffic through the fallback tunnel",
+        Duration::from_secs(10),
+        || {
+            lab.exec("c1", &["ping", "-c", "1", "-W", "1", "10.90.0.2"])
+                .status
+                .success()
+                .then_some(())
+        },
+    );
+    let took = blocked.elapsed();
+    assert!(took < Duration::from_secs(8), "fallback took {took:?}");
+    let status = lab.status("h1");
+    assert_eq!(path_to_peer(&status), "encrypted", "{status}");
+    assert!(
+        status["peers"][0]["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("vxlan heartbeats failed")
+    );
+    // Unblock: back to VXLAN.
+    lab.exec_ok("h2", &["nft", "delete table inet wtblock"]);
+    wait_for("the return to VXLAN", Duration::from_secs(20), || {
+        (path_to_peer(&lab.status("h1")) == "vxlan").then_some(())
+    });
+    lab.assert_ping("c1", "10.90.0.2");
+}
+
+#[test]
+fn a_replayed_tunnel_datagram_is_dropped() {
+    let Some(mut lab) = pair("enc_replay", [Some("replay test"), Some("replay test")]) else {
+        return;
+    };
+    wait_for("the encrypted path", Duration::from_secs(20), || {
+        (path_to_peer(&lab.status("h1")) == "encrypted").then_some(())
+    });
+    // Capture one tunnel datagram h1 sends to h2 (a ping), then send its bytes again.
+    let mut wire = Capture::start(&lab.ns("h2"), "u-h1");
+    let mut c2 = Capture::start(&lab.ns("c2"), "weft0");
+    lab.assert_ping("c1", "10.90.0.2");
+    let datagram = wire
+        .drain()
+        .iter()
+        .find(|f| {
+            f.len() > 42
+                && f[12..14] == [8, 0]
+                && f[23] == 17
+                && f[36..38] == 6784u16.to_be_bytes()
+                && f[26..30] == [192, 168, 90, 1]
+        })
+        .map(|f| f[42..].to_vec())
+        .expect("a captured tunnel datagram");
+    let delivered_before = c2.drain().len();
+    let before = counter(&lab.status("h2"), "drop.tunnel_replayed");
+    let sock = common::udp_socket_in(
+        &lab.ns("h1"),
+        std::net::SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)),
+    );
+    for _ in 0..3 {
+        sock.send_to(&datagram, (H2, 6784)).unwrap();
+    }
+    wait_for("the replay counter", Duration::from_secs(10), || {
+        (counter(&lab.status("h2"), "drop.tunnel_replayed") >= before + 3).then_some(())
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    let new_frames = &c2.drain()[delivered_before..];
+    assert!(
+        !new_frames.iter().any(|f| f.len() > 34 && f[23] == 1),
+        "a replayed datagram was delivered to the container"
+    );
+}
+
+#[test]
+fn trusted_subnets_keep_vxlan_with_a_password() {
+    let Some(mut lab) = Lab::new("enc_trusted") else {
+        return;
+    };
+    lab.add_ns(&["h1", "h2", "c1", "c2"]);
+    lab.link("h1", &format!("{H1}/24"), "h2", &format!("{H2}/24"));
+    let file = lab.tmp("pw");
+    std::fs::write(&file, "trusted\n").unwrap();
+    let file = file.to_string_lossy().into_owned();
+    for (host, peer) in [("h1", H2), ("h2", H1)] {
+        lab.weft_ok(
+            host,
+            &[
+                "launch",
+                peer,
+                "--password-file",
+                &file,
+                "--trusted-subnets",
+                "192.168.90.0/24",
+            ],
+        );
+    }
+    let (c1, c2) = (lab.ns("c1"), lab.ns("c2"));
+    lab.weft_ok("h1", &["attach", &c1, "--ip", "10.90.0.1/24"]);
+    lab.weft_ok("h2", &["attach", &c2, "--ip", "10.90.0.2/24"]);
+    wait_for("the VXLAN path", Duration::from_secs(20), || {
+        (path_to_peer(&lab.status("h1")) == "vxlan").then_some(())
+    });
+    assert!(
+        lab.status("h1")["peers"][0]["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("trusted subnet")
+    );
+    lab.assert_ping("c1", "10.90.0.2");
+}
