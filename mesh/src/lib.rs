@@ -19,8 +19,8 @@
 //!
 //! Modules: identity ([`peer`]), wire format ([`protocol`], [`codec`]), the topology
 //! CRDT ([`topology`]), routes ([`routes`]), gossip, connections and the connection
-//! maker ([`maker`]), endpoints ([`endpoints`]), the node ([`Mesh`]), status types
-//! ([`status`]) and a deterministic simulator ([`sim`]).
+//! maker ([`maker`]), endpoints ([`endpoints`]), configuration ([`MeshConfig`]), the node
+//! ([`Mesh`]), status types ([`status`]) and a deterministic simulator ([`sim`]).
 
 #![forbid(unsafe_code)]
 
