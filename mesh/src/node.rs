@@ -793,7 +793,17 @@ impl Mesh {
         self.counters.name_collisions += 1;
         let reason = CloseReason::NameCollision { name, ours, theirs };
         if direction == Direction::Outbound {
-            self.maker.mark_failed(remote, reason.to_string());
+            if name == self.config.name {
+                // Someone else uses our name: retrying cannot help until an operator acts.
+                self.maker.mark_failed(remote, reason.to_string());
+            } else {
+                // Most often the peer restarted (a new incarnation) while our connection
+                // to the old one has not timed out yet: retry with backoff, and the dial
+                // succeeds once keepalives have closed the stale connection.
+                self.maker
+                    .dial_failed(remote, self.now, reason.to_string(), &mut self.rng);
+                self.maker_dirty = true;
+            }
         }
         self.close(conn, reason);
     }

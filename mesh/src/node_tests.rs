@@ -287,6 +287,43 @@ fn name_collisions_are_refused_and_not_retried() {
 }
 
 #[test]
+fn a_restarted_peer_refused_while_its_old_connection_lives_is_retried() {
+    let now = Instant::now();
+    let mut mesh = node(1, now);
+    // Connected to peer 2 (uid 50) through an inbound connection.
+    let old = SocketAddr::from(([127, 0, 0, 2], 40000));
+    mesh.handle_connection_opened(now, ConnId(1), Direction::Inbound, old)
+        .unwrap();
+    mesh.handle_bytes(now, ConnId(1), &frame(&hello(2, 50, 1)));
+    // We dial peer 2's address and find its new incarnation (uid 51).
+    mesh.connect(now, addr(9));
+    assert_eq!(actions(&mut mesh).len(), 1);
+    mesh.handle_connection_opened(now, ConnId(2), Direction::Outbound, addr(9))
+        .unwrap();
+    mesh.handle_bytes(now, ConnId(2), &frame(&hello(2, 51, 2)));
+    assert!(matches!(
+        closes(&actions(&mut mesh)).as_slice(),
+        [(
+            ConnId(2),
+            CloseReason::NameCollision {
+                ours: 50,
+                theirs: 51,
+                ..
+            }
+        )]
+    ));
+    // The old connection goes; the target is dialled again.
+    mesh.handle_connection_closed(now, ConnId(1), CloseReason::Transport("reset".into()));
+    mesh.handle_timeout(now + Duration::from_secs(120));
+    assert!(
+        actions(&mut mesh)
+            .iter()
+            .any(|a| matches!(a, Action::Dial { addr: a } if *a == addr(9))),
+        "the target was given up"
+    );
+}
+
+#[test]
 fn crossing_duplicates_close_the_same_connection_on_both_ends() {
     for (a, b) in [(0, 1), (1, 0)] {
         let now = Instant::now();
