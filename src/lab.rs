@@ -247,7 +247,7 @@ pub fn demo(args: &LabDemoArgs) -> anyhow::Result<()> {
             "c1",
             "c3",
             Ipv4Addr::new(10, 40, 0, 3),
-            "across hosts (VXLAN)",
+            "across hosts, VXLAN",
         ),
         ("h1", "c3", Ipv4Addr::new(10, 40, 0, 3), "host h1 to c3"),
     ] {

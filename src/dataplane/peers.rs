@@ -134,7 +134,11 @@ impl Peer {
             };
             (self.path().name().to_string(), reason.to_string())
         } else {
-            (choice.path.name().to_string(), choice.to_string())
+            let mut reason = choice.reason.to_string();
+            if choice.path == Path::Encrypted && !choice.authenticated {
+                reason.push_str("; unauthenticated keys: stops passive capture only");
+            }
+            (choice.path.name().to_string(), reason)
         };
         PeerReport {
             address: self
