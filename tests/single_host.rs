@@ -47,6 +47,14 @@ fn three_containers_ping_each_other_and_the_exposed_host() {
     }
     let ps = lab.weft_ok("h", &["ps"]);
     assert_eq!(ps.lines().count(), 3, "{ps}");
+    let metrics = lab.weft_ok("h", &["metrics"]);
+    assert!(metrics.contains("weft_up 1"), "{metrics}");
+    let frames = metrics
+        .lines()
+        .filter(|l| l.starts_with("weft_port_frames_total{") && l.contains("direction=\"rx\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum::<u64>();
+    assert!(frames > 0, "no received frames in the metrics: {metrics}");
     assert!(
         ps.contains(&lab.ns("c2")) && ps.contains("10.20.0.2/24"),
         "{ps}"

@@ -64,76 +64,119 @@ impl Router {
     pub(super) fn metrics(&self) -> Result<String, ApiError> {
         let r = self.status_report()?;
         let mut o = String::new();
-        let _ = writeln!(
-            o,
-            "# HELP weft_up Whether the weft router runs.\n# TYPE weft_up gauge\nweft_up 1"
+        family(
+            &mut o,
+            "weft_up",
+            "Whether the weft router runs.",
+            "gauge",
+            [(String::new(), 1)],
         );
-        let _ = writeln!(
-            o,
-            "# HELP weft_endpoints Attached endpoints per network.\n# TYPE weft_endpoints gauge"
+        family(
+            &mut o,
+            "weft_endpoints",
+            "Attached endpoints per network.",
+            "gauge",
+            r.networks.iter().map(|n| {
+                (
+                    format!("network=\"{}\",vni=\"{}\"", n.name, n.vni),
+                    n.endpoints as u64,
+                )
+            }),
         );
-        for n in &r.networks {
-            let _ = writeln!(
-                o,
-                "weft_endpoints{{network=\"{}\",vni=\"{}\"}} {}",
-                n.name, n.vni, n.endpoints
-            );
-        }
-        let _ = writeln!(
-            o,
-            "# HELP weft_port_frames_total Frames per port and direction.\n# TYPE weft_port_frames_total counter"
+        let port = |p: &crate::api::report::PortReport, dir: &str| {
+            format!(
+                "port=\"{}\",kind=\"{}\",direction=\"{dir}\"",
+                p.name, p.kind
+            )
+        };
+        family(
+            &mut o,
+            "weft_port_frames_total",
+            "Frames per port and direction.",
+            "counter",
+            r.ports
+                .iter()
+                .flat_map(|p| [(port(p, "rx"), p.rx_frames), (port(p, "tx"), p.tx_frames)]),
         );
-        for p in &r.ports {
-            let _ = writeln!(
-                o,
-                "weft_port_frames_total{{port=\"{}\",kind=\"{}\",direction=\"rx\"}} {}",
-                p.name, p.kind, p.rx_frames
-            );
-            let _ = writeln!(
-                o,
-                "weft_port_frames_total{{port=\"{}\",kind=\"{}\",direction=\"tx\"}} {}",
-                p.name, p.kind, p.tx_frames
-            );
-        }
-        let _ = writeln!(
-            o,
-            "# HELP weft_port_bytes_total Bytes per port and direction.\n# TYPE weft_port_bytes_total counter"
+        family(
+            &mut o,
+            "weft_port_bytes_total",
+            "Bytes per port and direction.",
+            "counter",
+            r.ports
+                .iter()
+                .flat_map(|p| [(port(p, "rx"), p.rx_bytes), (port(p, "tx"), p.tx_bytes)]),
         );
-        for p in &r.ports {
-            let _ = writeln!(
-                o,
-                "weft_port_bytes_total{{port=\"{}\",kind=\"{}\",direction=\"rx\"}} {}",
-                p.name, p.kind, p.rx_bytes
-            );
-            let _ = writeln!(
-                o,
-                "weft_port_bytes_total{{port=\"{}\",kind=\"{}\",direction=\"tx\"}} {}",
-                p.name, p.kind, p.tx_bytes
-            );
-        }
-        let _ = writeln!(
-            o,
-            "# HELP weft_peer_frames_total Frames per peer and direction.\n# TYPE weft_peer_frames_total counter"
+        let peer = |p: &crate::api::report::PeerReport, dir: &str| {
+            format!(
+                "peer=\"{}\",name=\"{}\",direction=\"{dir}\"",
+                p.address,
+                p.name.as_deref().unwrap_or("")
+            )
+        };
+        family(
+            &mut o,
+            "weft_peer_frames_total",
+            "Frames (datagrams) per peer and direction.",
+            "counter",
+            r.peers
+                .iter()
+                .flat_map(|p| [(peer(p, "tx"), p.tx_frames), (peer(p, "rx"), p.rx_frames)]),
         );
-        for p in &r.peers {
-            let _ = writeln!(
-                o,
-                "weft_peer_frames_total{{peer=\"{}\",direction=\"tx\"}} {}",
-                p.address, p.tx_frames
-            );
-            let _ = writeln!(
-                o,
-                "weft_peer_frames_total{{peer=\"{}\",direction=\"rx\"}} {}",
-                p.address, p.rx_frames
-            );
-        }
-        let _ = writeln!(
-            o,
-            "# HELP weft_events_total Data-plane events and drops by name.\n# TYPE weft_events_total counter"
+        family(
+            &mut o,
+            "weft_peer_bytes_total",
+            "Bytes per peer and direction.",
+            "counter",
+            r.peers
+                .iter()
+                .flat_map(|p| [(peer(p, "tx"), p.tx_bytes), (peer(p, "rx"), p.rx_bytes)]),
         );
-        for (k, v) in &r.counters {
-            let _ = writeln!(o, "weft_events_total{{event=\"{k}\"}} {v}");
-        }
+        family(
+            &mut o,
+            "weft_connections",
+            "Control connections by state.",
+            "gauge",
+            [
+                "established",
+                "handshake",
+                "preamble",
+                "connecting",
+                "failed",
+            ]
+            .into_iter()
+            .map(|state| {
+                let n = r.connections.iter().filter(|c| c.state == state).count() as u64;
+                (format!("state=\"{state}\""), n)
+            }),
+        );
+        family(
+            &mut o,
+            "weft_events_total",
+            "Data-plane and mesh events and drops by name.",
+            "counter",
+            r.counters
+                .iter()
+                .map(|(k, v)| (format!("event=\"{k}\""), *v)),
+        );
         Ok(o)
+    }
+}
+
+/// Writes one metric family in the Prometheus text format.
+fn family(
+    o: &mut String,
+    name: &str,
+    help: &str,
+    kind: &str,
+    samples: impl IntoIterator<Item = (String, u64)>,
+) {
+    let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    for (labels, value) in samples {
+        if labels.is_empty() {
+            let _ = writeln!(o, "{name} {value}");
+        } else {
+            let _ = writeln!(o, "{name}{{{labels}}} {value}");
+        }
     }
 }

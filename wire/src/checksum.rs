@@ -38,6 +38,21 @@ impl Checksum {
         self.add64(u64::from(v));
     }
 
+    /// Takes a 16-bit word back out of the sum (adds its ones' complement), so a sum over
+    /// a header template can have the fields that change per packet replaced cheaply
+    /// (RFC 1624's incremental update).
+    #[inline]
+    pub fn sub_u16(&mut self, v: u16) {
+        self.add64(u64::from(!v));
+    }
+
+    /// Adds another running sum, as if its bytes had been added here (both must cover
+    /// even-length data, except for the very last bytes of the whole sum).
+    #[inline]
+    pub fn add_sum(&mut self, other: Self) {
+        self.add64(other.0);
+    }
+
     /// Adds bytes; see the type's note on odd lengths.
     ///
     /// The hot loop of every segmentation and coalescing pass, so it avoids the carry
