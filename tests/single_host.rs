@@ -329,3 +329,97 @@ fn reset_removes_every_link_and_state_file() {
     assert!(!lab.exec_ok("c1", &["ip", "-br", "link"]).contains("weft0"));
     assert!(!lab.home("h").join("state.json").exists());
 }
+
+/// A host `h` with no router yet.
+fn bare_host(test: &str) -> Option<Lab> {
+    let mut lab = Lab::new(test)?;
+    lab.add_ns(&["h"]);
+    Some(lab)
+}
+
+/// The addresses in `weft status`'s peer list.
+fn peer_addresses(status: &serde_json::Value) -> Vec<String> {
+    status["peers"]
+        .as_array()
+        .map(|ps| {
+            ps.iter()
+                .filter_map(|p| p["address"].as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The default network's VNI in `weft status`.
+fn default_vni(status: &serde_json::Value) -> u64 {
+    status["networks"]
+        .as_array()
+        .and_then(|ns| ns.iter().find(|n| n["name"] == "default"))
+        .and_then(|n| n["vni"].as_u64())
+        .expect("the default network in status")
+}
+
+/// Asserts a failed launch said one line and left no router (nor a log, when `started`
+/// is false: nothing was even spawned).
+fn assert_launch_failed_cleanly(lab: &mut Lab, err: &str, started: bool) {
+    assert_eq!(err.trim_end().lines().count(), 1, "not one line: {err}");
+    assert!(err.starts_with("weft: "), "{err}");
+    let status = lab.weft_err("h", &["status"]);
+    assert!(status.contains("not running"), "{status}");
+    assert_eq!(
+        lab.home("h").join("weft.log").exists(),
+        started,
+        "{}",
+        lab.log("h")
+    );
+}
+
+#[test]
+fn a_peer_that_does_not_resolve_fails_launch_in_one_line_and_starts_nothing() {
+    let Some(mut lab) = bare_host("launch_bad_peer") else {
+        return;
+    };
+    for args in [
+        &["launch", "no-such-host.invalid"][..],
+        &["launch", "--vni", "5", "--", "no-such-host.invalid"][..],
+    ] {
+        let err = lab.weft_err("h", args);
+        assert!(
+            err.contains("cannot resolve peer \"no-such-host.invalid\""),
+            "{err}"
+        );
+        assert_launch_failed_cleanly(&mut lab, &err, false);
+    }
+}
+
+#[test]
+fn a_busy_vxlan_port_fails_launch_with_the_routers_one_line_error_and_the_log() {
+    let Some(mut lab) = bare_host("launch_busy_port") else {
+        return;
+    };
+    let _taken = udp_socket_in(
+        &lab.ns("h"),
+        SocketAddr::from((Ipv4Addr::UNSPECIFIED, 4789)),
+    );
+    let err = lab.weft_err("h", &["launch"]);
+    let log = lab.home("h").join("weft.log");
+    assert!(err.contains("4789") && err.contains("in use"), "{err}");
+    assert!(
+        err.trim_end().ends_with(&format!("see {}", log.display())),
+        "{err}"
+    );
+    assert_launch_failed_cleanly(&mut lab, &err, true);
+}
+
+#[test]
+fn peers_after_a_double_dash_are_peers() {
+    let Some(mut lab) = bare_host("launch_double_dash") else {
+        return;
+    };
+    lab.weft_ok("h", &["launch", "--vni", "9", "--", "192.0.2.1"]);
+    let status = lab.status("h");
+    assert!(
+        peer_addresses(&status).contains(&"192.0.2.1:4789".to_string()),
+        "{status}"
+    );
+    assert_eq!(default_vni(&status), 9);
+}

@@ -7,6 +7,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
+use clap::Parser as _;
 use nix::fcntl::{Flock, FlockArg};
 
 use super::LaunchArgs;
@@ -26,6 +27,12 @@ pub(super) fn run(home: &Home, args: LaunchArgs) -> anyhow::Result<()> {
             home.socket().display()
         );
     }
+    // A peer on this command line that does not resolve is the caller's mistake: say so
+    // now, before anything starts.
+    for p in &args.peers {
+        crate::router::resolve_peer(p, args.vxlan_port)?;
+    }
+    let argv = router_argv(&std::env::args().skip(1).collect::<Vec<_>>(), &args)?;
     home.ensure()?;
     let log_path = home.log_file();
     let log = std::fs::OpenOptions::new()
@@ -35,8 +42,6 @@ pub(super) fn run(home: &Home, args: LaunchArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot open log file {}", log_path.display()))?;
     let log_start = log.metadata().map(|m| m.len()).unwrap_or(0);
     let exe = std::env::current_exe().context("cannot find the weft executable")?;
-    let mut argv: Vec<String> = std::env::args().skip(1).collect();
-    argv.push("--foreground".into());
     let mut child = {
         use std::os::unix::process::CommandExt as _;
         Command::new(exe)
@@ -60,8 +65,9 @@ pub(super) fn run(home: &Home, args: LaunchArgs) -> anyhow::Result<()> {
             .try_wait()
             .context("cannot watch the router process")?
         {
-            let tail = log_tail(&log_path, log_start);
-            anyhow::bail!("the weft router exited during startup ({status}):\n{tail}");
+            let why = router_error(&log_path, log_start)
+                .unwrap_or_else(|| format!("the weft router exited during startup ({status})"));
+            anyhow::bail!("{why}; see {}", log_path.display());
         }
         if api.ping() {
             println!(
@@ -74,29 +80,62 @@ pub(super) fn run(home: &Home, args: LaunchArgs) -> anyhow::Result<()> {
         if Instant::now() > deadline {
             let _ = child.kill();
             let _ = child.wait();
-            let tail = log_tail(&log_path, log_start);
             anyhow::bail!(
-                "the weft router did not answer within {}s; it was stopped:\n{tail}",
-                READY_TIMEOUT.as_secs()
+                "the weft router did not answer within {}s and was stopped; see {}",
+                READY_TIMEOUT.as_secs(),
+                log_path.display()
             );
         }
         std::thread::sleep(Duration::from_millis(20));
     }
 }
 
-/// What the router logged since `from` (its startup), for a failed launch's error message.
-fn log_tail(path: &std::path::Path, from: u64) -> String {
+/// The router process's arguments: ours with `--foreground` right after the `launch` verb
+/// (after a `--`, anything appended would be taken for a PEER). Checked by parsing them
+/// back, so a command line this cannot place the flag in is an error, not a wrong router.
+fn router_argv(ours: &[String], parsed: &LaunchArgs) -> anyhow::Result<Vec<String>> {
+    let mut i = 0;
+    let verb = loop {
+        match ours.get(i).map(String::as_str) {
+            Some("--home") => i += 2,
+            Some(a) if a.starts_with("--home=") => i += 1,
+            Some("launch") => break Some(i),
+            _ => break None,
+        }
+    };
+    let argv = verb.map(|v| {
+        let mut argv = ours.to_vec();
+        argv.insert(v + 1, "--foreground".into());
+        argv
+    });
+    let reparsed = argv.as_ref().and_then(|argv| {
+        match super::Cli::try_parse_from(
+            std::iter::once("weft").chain(argv.iter().map(String::as_str)),
+        ) {
+            Ok(super::Cli {
+                command: super::Command::Launch(a),
+                ..
+            }) => Some(a),
+            _ => None,
+        }
+    });
+    match (argv, reparsed) {
+        (Some(argv), Some(a)) if a.foreground && a.peers == parsed.peers => Ok(argv),
+        _ => anyhow::bail!("cannot build the router's command line from {ours:?}"),
+    }
+}
+
+/// The one-line error a router that failed to start printed last (`weft: ...`), from what
+/// it logged since `from`.
+fn router_error(path: &std::path::Path, from: u64) -> Option<String> {
     let mut text = String::new();
-    if let Ok(mut f) = File::open(path) {
-        let _ = f.seek(SeekFrom::Start(from));
-        let _ = f.take(16 * 1024).read_to_string(&mut text);
-    }
-    let text = text.trim_end();
-    if text.is_empty() {
-        "(no log output)".to_string()
-    } else {
-        text.to_string()
-    }
+    let mut f = File::open(path).ok()?;
+    f.seek(SeekFrom::Start(from)).ok()?;
+    f.take(64 * 1024).read_to_string(&mut text).ok()?;
+    text.lines()
+        .rev()
+        .find_map(|l| l.strip_prefix("weft: "))
+        .map(str::to_string)
 }
 
 /// The pid of the router that holds this home's pidfile lock, if one is running.
@@ -122,5 +161,72 @@ pub(crate) fn running_pid(home: &Home) -> anyhow::Result<Option<u32>> {
             "cannot check pidfile lock {}: {errno}",
             path.display()
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn argv(s: &str) -> Vec<String> {
+        s.split_whitespace().map(String::from).collect()
+    }
+
+    fn launch_args(s: &str) -> LaunchArgs {
+        match super::super::Cli::try_parse_from(std::iter::once("weft").chain(s.split_whitespace()))
+        {
+            Ok(super::super::Cli {
+                command: super::super::Command::Launch(a),
+                ..
+            }) => a,
+            other => panic!("not a launch: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn foreground_goes_right_after_the_verb_even_before_a_double_dash() {
+        for (ours, want) in [
+            ("launch -- h1 h2", "launch --foreground -- h1 h2"),
+            (
+                "--home /x launch h1 --vni 3",
+                "--home /x launch --foreground h1 --vni 3",
+            ),
+            ("--home=/x launch", "--home=/x launch --foreground"),
+            (
+                "--home launch launch -- x",
+                "--home launch launch --foreground -- x",
+            ),
+        ] {
+            assert_eq!(
+                router_argv(&argv(ours), &launch_args(ours)).unwrap(),
+                argv(want),
+                "{ours}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_unplaceable_command_line_is_an_error() {
+        let parsed = launch_args("launch h1");
+        assert!(router_argv(&argv("status"), &parsed).is_err());
+        assert!(router_argv(&argv("launch h2"), &parsed).is_err());
+    }
+
+    #[test]
+    fn the_router_error_is_its_last_weft_line_since_launch() {
+        let path = std::env::temp_dir().join(format!("weft-launch-log-{}", std::process::id()));
+        let old = "weft: an older failure\n";
+        std::fs::write(
+            &path,
+            format!("{old}2026-01-01T00:00:00Z  INFO weft::daemon: starting\nweft: router failed to start: port busy\n"),
+        )
+        .unwrap();
+        assert_eq!(
+            router_error(&path, old.len() as u64).as_deref(),
+            Some("router failed to start: port busy")
+        );
+        std::fs::write(&path, "thread 'main' panicked\n").unwrap();
+        assert_eq!(router_error(&path, 0), None);
+        std::fs::remove_file(&path).unwrap();
     }
 }
