@@ -7,6 +7,8 @@
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use serde::de::DeserializeOwned;
@@ -63,11 +65,19 @@ pub enum Response {
 pub trait Handler {
     /// Handles one request.
     fn handle(&mut self, request: Request) -> Result<Response, ApiError>;
+
+    /// Runs about every [`TICK`] between requests, for work the router owes nobody an
+    /// answer for (e.g. dialling saved peers whose names resolved late).
+    fn tick(&mut self) {}
 }
+
+/// How often [`Handler::tick`] runs while no request comes.
+pub const TICK: Duration = Duration::from_secs(1);
 
 /// The listening API socket.
 pub struct ApiServer {
     server: Arc<tiny_http::Server>,
+    stop: Arc<AtomicBool>,
     path: PathBuf,
 }
 
@@ -81,7 +91,10 @@ impl std::fmt::Debug for ApiServer {
 
 /// Wakes a blocked [`ApiServer::serve`] from another thread (signal handling).
 #[derive(Clone)]
-pub struct Unblocker(Arc<tiny_http::Server>);
+pub struct Unblocker {
+    server: Arc<tiny_http::Server>,
+    stop: Arc<AtomicBool>,
+}
 
 impl std::fmt::Debug for Unblocker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -92,7 +105,9 @@ impl std::fmt::Debug for Unblocker {
 impl Unblocker {
     /// Makes `serve` return.
     pub fn unblock(&self) {
-        self.0.unblock();
+        // The flag first: a wait that times out and one that is unblocked look the same.
+        self.stop.store(true, Ordering::SeqCst);
+        self.server.unblock();
     }
 }
 
@@ -116,24 +131,45 @@ impl ApiServer {
             .with_context(|| format!("cannot restrict API socket {}", path.display()))?;
         Ok(Self {
             server: Arc::new(server),
+            stop: Arc::new(AtomicBool::new(false)),
             path: path.to_path_buf(),
         })
     }
 
     /// A handle that makes `serve` return.
     pub fn unblocker(&self) -> Unblocker {
-        Unblocker(Arc::clone(&self.server))
+        Unblocker {
+            server: Arc::clone(&self.server),
+            stop: Arc::clone(&self.stop),
+        }
     }
 
-    /// Serves requests until a `Stop` request has been answered or the server is unblocked.
+    /// Serves requests until a `Stop` request has been answered or the server is unblocked,
+    /// and ticks the handler every [`TICK`], busy or not.
     pub fn serve(&self, handler: &mut dyn Handler) {
-        for mut http in self.server.incoming_requests() {
-            let request = read_request(&mut http);
-            let stop = matches!(request, Ok(Request::Stop));
-            let answer = request.and_then(|r| handler.handle(r));
-            respond(http, answer);
-            if stop {
-                break;
+        let mut next_tick = Instant::now() + TICK;
+        loop {
+            let wait = next_tick.saturating_duration_since(Instant::now());
+            match self.server.recv_timeout(wait) {
+                Ok(Some(mut http)) => {
+                    let request = read_request(&mut http);
+                    let stop = matches!(request, Ok(Request::Stop));
+                    let answer = request.and_then(|r| handler.handle(r));
+                    respond(http, answer);
+                    if stop {
+                        break;
+                    }
+                }
+                Ok(None) if self.stop.load(Ordering::SeqCst) => break,
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::error!("the API socket failed: {e}");
+                    break;
+                }
+            }
+            if Instant::now() >= next_tick {
+                handler.tick();
+                next_tick = Instant::now() + TICK;
             }
         }
     }
@@ -251,12 +287,47 @@ mod tests {
         }
     }
 
-    #[test]
-    fn serves_over_a_unix_socket() {
-        let dir = std::env::temp_dir().join(format!("weft-api-{}", std::process::id()));
+    struct Ticker(Arc<std::sync::atomic::AtomicUsize>);
+    impl Handler for Ticker {
+        fn handle(&mut self, _: Request) -> Result<Response, ApiError> {
+            Ok(Response::Json(serde_json::json!({})))
+        }
+        fn tick(&mut self) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// A server on a fresh socket: (its directory, the socket, the server).
+    fn bound(test: &str) -> (PathBuf, PathBuf, ApiServer) {
+        let dir = std::env::temp_dir().join(format!("weft-api-{test}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let sock = dir.join("weft.sock");
         let server = ApiServer::bind(&sock).unwrap();
+        (dir, sock, server)
+    }
+
+    #[test]
+    fn ticks_while_serving_and_stops_when_unblocked() {
+        let (dir, sock, server) = bound("tick");
+        let unblocker = server.unblocker();
+        let ticks = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let mut handler = Ticker(Arc::clone(&ticks));
+        let t = std::thread::spawn(move || server.serve(&mut handler));
+        // Requests keep coming: ticks must run anyway.
+        let c = crate::api::client::Client::new(&sock);
+        let deadline = Instant::now() + 10 * TICK;
+        while ticks.load(Ordering::SeqCst) == 0 {
+            assert!(Instant::now() < deadline, "no tick within {:?}", 10 * TICK);
+            let _: serde_json::Value = c.get("/status").unwrap();
+        }
+        unblocker.unblock();
+        t.join().unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn serves_over_a_unix_socket() {
+        let (dir, sock, server) = bound("serve");
         let t = std::thread::spawn(move || {
             let mut h = Echo;
             server.serve(&mut h);

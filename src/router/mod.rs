@@ -10,6 +10,7 @@ mod meshlink;
 pub mod networks;
 mod report;
 mod reset;
+mod resolve;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs as _};
 use std::time::Instant;
@@ -79,6 +80,8 @@ pub struct Router {
     host_ports: std::collections::BTreeMap<String, expose::HostPort>,
     /// The mesh thread (control connections).
     meshd: Option<crate::meshd::Meshd>,
+    /// Saved peers whose names did not resolve at launch, still being retried.
+    pending_peers: Option<resolve::PendingPeers>,
     started: Instant,
 }
 
@@ -133,9 +136,22 @@ impl Router {
             "router identity"
         );
 
+        // A peer named on this command line must resolve (launch checked it already); a
+        // saved one that does not is retried in the background, so one stale name never
+        // blocks a relaunch.
         let mut peers = Vec::new();
-        for p in args.peers.iter().chain(state.targets.iter()) {
+        for p in &args.peers {
             peers.push(resolve_peer(p, args.vxlan_port)?);
+        }
+        let mut unresolved = Vec::new();
+        for t in &state.targets {
+            match resolve_peer(t, args.vxlan_port) {
+                Ok(a) => peers.push(a),
+                Err(e) => {
+                    tracing::warn!("saved peer {t}: {e:#}; retrying in the background");
+                    unresolved.push(t.clone());
+                }
+            }
         }
         peers.sort();
         peers.dedup();
@@ -196,6 +212,7 @@ impl Router {
             endpoint_ports: Default::default(),
             host_ports: Default::default(),
             meshd: Some(meshd),
+            pending_peers: None,
             started: Instant::now(),
         };
         router.declare_network(DEFAULT_NETWORK, args.vni)?;
@@ -213,9 +230,48 @@ impl Router {
         router.restore_endpoints();
         router.restore_host_ports();
         router.dataplane()?.add_peers(peers)?;
+        if !unresolved.is_empty() {
+            router.pending_peers = Some(resolve::PendingPeers::start(unresolved, args.vxlan_port)?);
+        }
         router.publish_endpoints();
         router.save()?;
         Ok(router)
+    }
+
+    /// The mesh (control connection) addresses of peers at these VXLAN addresses.
+    fn mesh_addrs(&self, addrs: &[SocketAddr]) -> Vec<SocketAddr> {
+        addrs
+            .iter()
+            .map(|a| SocketAddr::new(a.ip(), self.config.mesh_port))
+            .collect()
+    }
+
+    /// Dials peers at these VXLAN addresses: their mesh port, and VXLAN straight away.
+    fn add_peer_addrs(&self, addrs: Vec<SocketAddr>) -> anyhow::Result<()> {
+        if let Some(m) = &self.meshd {
+            m.connect(self.mesh_addrs(&addrs))?;
+        }
+        self.dataplane()?.add_peers(addrs)
+    }
+
+    /// Dials the saved peers whose names have resolved since launch (unless forgotten).
+    fn dial_resolved_peers(&mut self) {
+        let Some(pending) = &self.pending_peers else {
+            return;
+        };
+        let addrs: Vec<SocketAddr> = pending
+            .resolved()
+            .filter(|(spec, _)| self.state.targets.contains(spec))
+            .map(|(spec, addr)| {
+                tracing::info!(peer = %spec, %addr, "saved peer resolved");
+                addr
+            })
+            .collect();
+        if !addrs.is_empty()
+            && let Err(e) = self.add_peer_addrs(addrs)
+        {
+            tracing::error!("cannot dial resolved peers: {e:#}");
+        }
     }
 
     fn dataplane(&self) -> anyhow::Result<&Dataplane> {
@@ -339,28 +395,22 @@ impl Router {
                     .map_err(|e| ApiError::bad_request(format!("{e:#}")))?,
             );
         }
-        let mesh_addrs: Vec<SocketAddr> = addrs
-            .iter()
-            .map(|a| SocketAddr::new(a.ip(), self.config.mesh_port))
-            .collect();
-        if let Some(m) = &self.meshd {
-            let sent = if add {
-                m.connect(mesh_addrs)
-            } else {
-                m.forget(mesh_addrs)
-            };
-            sent.map_err(|e| ApiError::internal(&e))?;
-        }
-        let dp = self.dataplane().map_err(|e| ApiError::internal(&e))?;
         if add {
-            dp.add_peers(addrs).map_err(|e| ApiError::internal(&e))?;
+            self.add_peer_addrs(addrs)
+                .map_err(|e| ApiError::internal(&e))?;
             for p in peers {
                 if !self.state.targets.contains(p) {
                     self.state.targets.push(p.clone());
                 }
             }
         } else {
-            dp.remove_peers(addrs).map_err(|e| ApiError::internal(&e))?;
+            if let Some(m) = &self.meshd {
+                m.forget(self.mesh_addrs(&addrs))
+                    .map_err(|e| ApiError::internal(&e))?;
+            }
+            self.dataplane()
+                .and_then(|dp| dp.remove_peers(addrs))
+                .map_err(|e| ApiError::internal(&e))?;
             self.state.targets.retain(|t| !peers.contains(t));
         }
         self.save().map_err(|e| ApiError::internal(&e))?;
@@ -369,6 +419,10 @@ impl Router {
 }
 
 impl Handler for Router {
+    fn tick(&mut self) {
+        self.dial_resolved_peers();
+    }
+
     fn handle(&mut self, request: Request) -> Result<Response, ApiError> {
         let json = |v: serde_json::Result<serde_json::Value>| {
             v.map(Response::Json)
