@@ -29,7 +29,12 @@ pub struct State {
     /// first launch, then stable.
     #[serde(default)]
     pub static_key: Option<String>,
-    /// Named networks and their VNIs (the default network's VNI comes from `launch --vni`).
+    /// The default network's VNI: set by the first `launch` (`--vni`, else 1) and changed
+    /// only by a later `launch --vni`, so a relaunch without `--vni` keeps it. `None` in
+    /// state files written before it was saved (they get 1, as they always did).
+    #[serde(default)]
+    pub default_vni: Option<u32>,
+    /// Named networks and their VNIs.
     #[serde(default)]
     pub networks: BTreeMap<String, NetworkSpec>,
     /// Attached containers.
@@ -38,7 +43,8 @@ pub struct State {
     /// Host ports (TAP devices) per network, with the host's addresses on them.
     #[serde(default)]
     pub exposed: BTreeMap<String, ExposedRecord>,
-    /// Peers added with `weft connect` (and launch arguments), re-dialled after a restart.
+    /// Peers added with `weft connect`, re-dialled after a restart. Peers named on the
+    /// `launch` command line are not saved: they apply to that launch only.
     #[serde(default)]
     pub targets: Vec<String>,
 }
@@ -195,6 +201,17 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names.len(), 1, "{names:?}");
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn files_from_before_the_default_vni_was_saved_still_load() {
+        let d = tempdir();
+        let p = d.join("state.json");
+        std::fs::write(&p, br#"{"format": 1, "peer_name": "02:00:00:00:00:01"}"#).unwrap();
+        let s = State::load(&p).unwrap();
+        assert_eq!(s.default_vni, None);
+        assert_eq!(s.peer_name.as_deref(), Some("02:00:00:00:00:01"));
         std::fs::remove_dir_all(&d).unwrap();
     }
 

@@ -503,3 +503,29 @@ fn a_saved_peer_that_stops_resolving_does_not_block_relaunch_and_is_dialled_once
         },
     );
 }
+
+#[test]
+fn the_default_vni_survives_restarts_and_changes_only_when_asked() {
+    let Some(mut lab) = bare_host("default_vni_saved") else {
+        return;
+    };
+    lab.weft_ok("h", &["launch", "--vni", "77"]);
+    assert_eq!(default_vni(&lab.status("h")), 77);
+    lab.weft_ok("h", &["stop"]);
+    lab.weft_ok("h", &["launch"]);
+    assert_eq!(default_vni(&lab.status("h")), 77, "lost after stop");
+    lab.kill9("h");
+    let out = lab.weft_ok("h", &["launch", "--vni", "77"]);
+    assert!(!out.contains("changed"), "{out}");
+    assert_eq!(default_vni(&lab.status("h")), 77, "lost after kill -9");
+    lab.weft_ok("h", &["stop"]);
+    let out = lab.weft_ok("h", &["launch", "--vni", "78"]);
+    assert!(
+        out.contains("the default network's VNI changed from 77 to 78"),
+        "{out}"
+    );
+    assert_eq!(default_vni(&lab.status("h")), 78);
+    lab.weft_ok("h", &["stop"]);
+    lab.weft_ok("h", &["launch"]);
+    assert_eq!(default_vni(&lab.status("h")), 78);
+}

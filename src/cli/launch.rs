@@ -13,6 +13,7 @@ use nix::fcntl::{Flock, FlockArg};
 use super::LaunchArgs;
 use crate::api::client::Client;
 use crate::home::Home;
+use crate::state::State;
 
 /// How long `launch` waits for a new router's API before giving up.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -33,6 +34,9 @@ pub(super) fn run(home: &Home, args: LaunchArgs) -> anyhow::Result<()> {
         crate::router::resolve_peer(p, args.vxlan_port)?;
     }
     let argv = router_argv(&std::env::args().skip(1).collect::<Vec<_>>(), &args)?;
+    let replaced_vni = State::load(&home.state_file())
+        .ok()
+        .and_then(|s| crate::router::default_vni(s.default_vni, args.vni).1);
     home.ensure()?;
     let log_path = home.log_file();
     let log = std::fs::OpenOptions::new()
@@ -75,6 +79,9 @@ pub(super) fn run(home: &Home, args: LaunchArgs) -> anyhow::Result<()> {
                 child.id(),
                 log_path.display()
             );
+            if let (Some(old), Some(new)) = (replaced_vni, args.vni) {
+                println!("the default network's VNI changed from {old} to {new}");
+            }
             return Ok(());
         }
         if Instant::now() > deadline {

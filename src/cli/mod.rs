@@ -84,8 +84,10 @@ pub struct LaunchArgs {
     #[arg(long)]
     pub foreground: bool,
     /// VXLAN network identifier of the default network (match it to an existing VTEP).
-    #[arg(long, default_value_t = crate::router::DEFAULT_VNI, value_parser = clap::value_parser!(u32).range(1..=0xff_ffff))]
-    pub vni: u32,
+    /// It is saved: a relaunch without --vni keeps it, and a different --vni changes it
+    /// (launch says so; peers must change theirs too). [default: the saved VNI, else 1]
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=0xff_ffff))]
+    pub vni: Option<u32>,
     /// UDP port for VXLAN, ours and the peers' (unless a peer names its own).
     #[arg(long, default_value_t = 4789)]
     pub vxlan_port: u16,

@@ -136,6 +136,16 @@ impl Router {
             "router identity"
         );
 
+        let (vni, replaced) = default_vni(state.default_vni, args.vni);
+        if let Some(old) = replaced {
+            tracing::warn!(
+                old,
+                new = vni,
+                "the default network's VNI changes (launch --vni)"
+            );
+        }
+        state.default_vni = Some(vni);
+
         // A peer named on this command line must resolve (launch checked it already); a
         // saved one that does not is retried in the background, so one stale name never
         // blocks a relaunch.
@@ -215,7 +225,7 @@ impl Router {
             pending_peers: None,
             started: Instant::now(),
         };
-        router.declare_network(DEFAULT_NETWORK, args.vni)?;
+        router.declare_network(DEFAULT_NETWORK, vni)?;
         let named: Vec<(String, u32)> = router
             .state
             .networks
@@ -448,6 +458,18 @@ impl Handler for Router {
     }
 }
 
+/// The default network's VNI for a launch given the saved one and `--vni`, and the saved
+/// one when `--vni` replaces it: `--vni` wins (the operator asked for it), else the saved
+/// VNI, else [`DEFAULT_VNI`].
+pub fn default_vni(saved: Option<u32>, asked: Option<u32>) -> (u32, Option<u32>) {
+    match (saved, asked) {
+        (Some(old), Some(new)) if old != new => (new, Some(old)),
+        (_, Some(new)) => (new, None),
+        (Some(old), None) => (old, None),
+        (None, None) => (DEFAULT_VNI, None),
+    }
+}
+
 /// Resolves `host`, `host:port`, `ip` or `ip:port` (port defaulting to `default_port`).
 pub fn resolve_peer(spec: &str, default_port: u16) -> anyhow::Result<SocketAddr> {
     if let Ok(sa) = spec.parse::<SocketAddr>() {
@@ -510,5 +532,14 @@ mod tests {
         );
         assert_eq!(resolve_peer("localhost", 4789).unwrap().port(), 4789);
         assert!(resolve_peer("no-such-host.invalid", 4789).is_err());
+    }
+
+    #[test]
+    fn the_default_vni_is_saved_and_changed_only_by_an_explicit_vni() {
+        assert_eq!(default_vni(None, None), (DEFAULT_VNI, None));
+        assert_eq!(default_vni(None, Some(7)), (7, None));
+        assert_eq!(default_vni(Some(7), None), (7, None));
+        assert_eq!(default_vni(Some(7), Some(7)), (7, None));
+        assert_eq!(default_vni(Some(7), Some(9)), (9, Some(7)));
     }
 }
