@@ -529,3 +529,50 @@ fn the_default_vni_survives_restarts_and_changes_only_when_asked() {
     lab.weft_ok("h", &["launch"]);
     assert_eq!(default_vni(&lab.status("h")), 78);
 }
+
+#[test]
+fn two_long_network_names_with_one_prefix_get_their_own_taps() {
+    let Some(mut lab) = Lab::new("long_network_taps") else {
+        return;
+    };
+    lab.add_ns(&["h", "c1", "c2"]);
+    lab.weft_ok("h", &["launch"]);
+    let nets = [
+        ("production-frontend", "c1", "10.30.0"),
+        ("production-backend", "c2", "10.31.0"),
+    ];
+    for (net, c, subnet) in nets {
+        let target = lab.ns(c);
+        let ip = format!("{subnet}.1/24");
+        lab.weft_ok("h", &["attach", &target, "--ip", &ip, "--network", net]);
+        let host = format!("{subnet}.254/24");
+        lab.weft_ok("h", &["expose", &host, "--network", net]);
+    }
+    let taps = |lab: &Lab| {
+        let links = lab.exec_ok("h", &["ip", "-o", "link", "show", "type", "tun"]);
+        let mut names: Vec<String> = links
+            .lines()
+            .filter_map(|l| Some(l.split(": ").nth(1)?.to_string()))
+            .collect();
+        names.sort();
+        names
+    };
+    let before = taps(&lab);
+    assert_eq!(before.len(), 2, "{before:?}");
+    assert!(
+        before.iter().all(|t| t.starts_with("weft-prod")),
+        "{before:?}"
+    );
+    let check = |lab: &Lab| {
+        for (_, c, subnet) in nets {
+            lab.assert_ping(c, &format!("{subnet}.254"));
+            lab.assert_ping("h", &format!("{subnet}.1"));
+        }
+    };
+    check(&lab);
+    // A crash and relaunch re-opens both by their saved names.
+    lab.kill9("h");
+    lab.weft_ok("h", &["launch"]);
+    check(&lab);
+    assert_eq!(taps(&lab), before);
+}

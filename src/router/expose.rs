@@ -25,14 +25,20 @@ pub(super) struct HostPort {
     pub(super) mac: wire::Mac,
 }
 
-/// The TAP name of a network's host port: `weft` for the default network.
+/// The TAP name of a new host port: `weft` for the default network, `weft-NAME` when that
+/// fits IFNAMSIZ, else `weft-` and the name's first four characters followed by six hex
+/// digits of its hash, so long names that share a prefix still get distinct TAPs. An
+/// existing host port keeps the name in its state record.
 pub(crate) fn tap_name(network: &str) -> String {
     if network == super::networks::DEFAULT_NETWORK {
         return "weft".into();
     }
-    let mut name = format!("weft-{network}");
-    name.truncate(crate::netlink::IFNAME_MAX);
-    name
+    let name = format!("weft-{network}");
+    if name.len() <= crate::netlink::IFNAME_MAX {
+        return name;
+    }
+    let prefix: String = network.chars().take(4).collect();
+    format!("weft-{prefix}{:06x}", super::networks::derived_vni(network))
 }
 
 fn internal(e: impl std::fmt::Display) -> ApiError {
@@ -40,12 +46,17 @@ fn internal(e: impl std::fmt::Display) -> ApiError {
 }
 
 impl Router {
-    /// Opens (or re-opens) a network's TAP, configures it and adds it to the switch.
-    fn open_host_port(&mut self, network: &str, addrs: &[IpNet]) -> anyhow::Result<HostPort> {
+    /// Opens (or re-opens) a network's TAP `name`, configures it and adds it to the switch.
+    fn open_host_port(
+        &mut self,
+        network: &str,
+        name: &str,
+        addrs: &[IpNet],
+    ) -> anyhow::Result<HostPort> {
         let (_, net) = self
             .network_for(Some(network))
             .map_err(|e| anyhow::anyhow!(e.message))?;
-        let name = tap_name(network);
+        let name = name.to_string();
         let tap = TapPort::open(&name)?;
         let ifindex = tap.ifindex();
         let mut nl = Netlink::new()?;
@@ -103,28 +114,28 @@ impl Router {
     /// `weft expose CIDR [--network N]`.
     pub(super) fn expose(&mut self, req: &ExposeRequest) -> Result<Response, ApiError> {
         let (network, _) = self.network_for(req.network.as_deref())?;
+        let record = self.state.exposed.get(&network);
+        let tap = record.map_or_else(|| tap_name(&network), |x| x.tap.clone());
         if let Some(owner) = self.address_owner(&network, req.cidr.addr()) {
-            if self
-                .state
-                .exposed
-                .get(&network)
-                .is_some_and(|x| x.addrs.contains(&req.cidr))
-            {
-                return Ok(Response::Json(
-                    serde_json::json!({ "tap": tap_name(&network) }),
-                ));
+            if record.is_some_and(|x| x.addrs.contains(&req.cidr)) {
+                return Ok(Response::Json(serde_json::json!({ "tap": tap })));
             }
             return Err(ApiError::conflict(format!(
                 "address {} is already in use on network {network} by {owner}",
                 req.cidr.addr()
             )));
         }
-        let mut addrs = self
+        if let Some((other, _)) = self
             .state
             .exposed
-            .get(&network)
-            .map(|x| x.addrs.clone())
-            .unwrap_or_default();
+            .iter()
+            .find(|(n, x)| **n != network && x.tap == tap)
+        {
+            return Err(ApiError::conflict(format!(
+                "TAP name {tap} is already the host port of network {other}"
+            )));
+        }
+        let mut addrs = record.map(|x| x.addrs.clone()).unwrap_or_default();
         if let Some(hp) = self.host_ports.get(&network).cloned() {
             let mut nl = Netlink::new().map_err(internal)?;
             nl.add_address(hp.ifindex, req.cidr).map_err(|e| match e {
@@ -146,11 +157,10 @@ impl Router {
         } else {
             addrs.push(req.cidr);
             let hp = self
-                .open_host_port(&network, &addrs)
+                .open_host_port(&network, &tap, &addrs)
                 .map_err(|e| ApiError::internal(&e))?;
             self.host_ports.insert(network.clone(), hp);
         }
-        let tap = tap_name(&network);
         self.state.exposed.insert(
             network.clone(),
             ExposedRecord {
@@ -236,7 +246,7 @@ impl Router {
             .map(|(n, r)| (n.clone(), r.clone()))
             .collect();
         for (network, record) in records {
-            match self.open_host_port(&network, &record.addrs) {
+            match self.open_host_port(&network, &record.tap, &record.addrs) {
                 Ok(hp) => {
                     tracing::info!(%network, tap = %hp.tap, "host port restored");
                     self.host_ports.insert(network, hp);
@@ -244,5 +254,26 @@ impl Router {
                 Err(e) => tracing::error!(%network, "cannot restore host port: {e:#}"),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_network_names_sharing_a_prefix_get_distinct_taps() {
+        assert_eq!(tap_name("default"), "weft");
+        assert_eq!(tap_name("blue"), "weft-blue");
+        assert_eq!(tap_name("0123456789"), "weft-0123456789");
+        let a = tap_name("production-frontend");
+        let b = tap_name("production-backend");
+        assert_ne!(a, b);
+        for t in [&a, &b] {
+            assert_eq!(t.len(), crate::netlink::IFNAME_MAX, "{t}");
+            assert!(t.starts_with("weft-prod"), "{t}");
+            assert!(crate::netlink::validate_ifname(t).is_ok(), "{t}");
+        }
+        assert_eq!(tap_name("production-frontend"), a, "stable");
     }
 }

@@ -226,6 +226,17 @@ impl Lab {
         wait_for("the router to die", Duration::from_secs(10), || {
             (!Path::new(&format!("/proc/{pid}")).exists() || proc_is_zombie(pid)).then_some(())
         });
+        // A zombie leader's other threads may still be closing its files (e.g. TAPs):
+        // the router is gone for a relaunch only once its pidfile lock is free.
+        let pidfile = self.home(host).join("weft.pid");
+        wait_for("the router's pidfile lock", Duration::from_secs(10), || {
+            let Ok(f) = std::fs::File::open(&pidfile) else {
+                return Some(());
+            };
+            nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockSharedNonblock)
+                .ok()
+                .map(drop)
+        });
     }
 
     /// Whether `ping -c1` from `ns` to `ip` succeeds within `timeout` (retrying).
