@@ -349,8 +349,7 @@ impl Engine {
                 Command::AddNetwork(net) => self.core.add_network(net),
                 Command::RemoveNetwork(id) => self.core.remove_network(id),
                 Command::AddPort(port, reply) => {
-                    let id = self.add_port(port, now);
-                    let _ = reply.send(id);
+                    let _ = reply.send(self.add_port(port, now));
                 }
                 Command::RemovePort(id, reply) => {
                     self.remove_port(id);
@@ -376,7 +375,10 @@ impl Engine {
         }
     }
 
-    fn add_port(&mut self, port: LocalPort, now: Instant) -> PortId {
+    /// Adds a local port and starts receiving from it; a port that cannot be watched is
+    /// not added (its socket closes) and the error goes back to the caller, who undoes the
+    /// rest of the attach.
+    fn add_port(&mut self, port: LocalPort, now: Instant) -> Result<PortId, String> {
         let LocalPort {
             handle,
             name,
@@ -398,14 +400,17 @@ impl Engine {
                 PortHandle::Tap(t) => self.poll.registry().register(t, token, Interest::READABLE),
             };
             if let Err(e) = registered {
-                tracing::error!(port = %slot.name, "cannot register port: {e}");
+                let e = format!("cannot watch port {}: {e}", slot.name);
+                tracing::error!("{e}");
+                self.core.ports.remove(id);
+                return Err(e);
             }
         }
         self.core.switch.add_port(id, network, PortKind::Local);
         self.core.set_endpoint(id, endpoint, now);
         // Frames may already be waiting (edge-triggered: no event for them).
         self.enqueue(token);
-        id
+        Ok(id)
     }
 
     fn remove_port(&mut self, id: PortId) {

@@ -202,7 +202,7 @@ pub(crate) enum Command {
     Mesh(MeshUpdate),
     AddNetwork(NetworkDef),
     RemoveNetwork(NetworkId),
-    AddPort(LocalPort, Sender<PortId>),
+    AddPort(LocalPort, Sender<Result<PortId, String>>),
     RemovePort(PortId, Sender<()>),
     SetEndpoint(PortId, Option<KnownEndpoint>),
     AddPeers(Vec<SocketAddr>),
@@ -266,9 +266,10 @@ impl Dataplane {
         self.send(Command::RemoveNetwork(id))
     }
 
-    /// Adds a local port; returns its switch id.
+    /// Adds a local port; returns its switch id, or why the data plane could not take it.
     pub fn add_port(&self, port: LocalPort) -> anyhow::Result<PortId> {
-        self.ask(|tx| Command::AddPort(port, tx))
+        self.ask(|tx| Command::AddPort(port, tx))?
+            .map_err(|e| anyhow::anyhow!("the data plane refused the port: {e}"))
     }
 
     /// Removes a port and everything learned on it; returns once the socket is closed.
