@@ -576,3 +576,56 @@ fn two_long_network_names_with_one_prefix_get_their_own_taps() {
     check(&lab);
     assert_eq!(taps(&lab), before);
 }
+
+#[test]
+fn kernel_drops_at_the_vxlan_socket_and_the_tap_are_counted() {
+    let Some(mut lab) = host_with_containers("kernel_drops", &["c1"]) else {
+        return;
+    };
+    lab.weft_ok("h", &["expose", "10.20.0.254/24"]);
+    let drops = lab.weft_ok("h", &["status", "drops"]);
+    for name in [
+        "drop.vxlan_socket_overflow",
+        "drop.tunnel_socket_overflow",
+        "drop.port_kernel",
+        "drop.port_send_failed",
+    ] {
+        assert!(drops.contains(name), "{name} missing: {drops}");
+    }
+    // Stop the router (our own child, by pid) and overrun what it would have read.
+    let pid = nix::unistd::Pid::from_raw(lab.router_pid("h").unwrap());
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP).unwrap();
+    let ns = lab.ns("h");
+    let to_vxlan = udp_socket_in(&ns, SocketAddr::from((Ipv4Addr::LOCALHOST, 0)));
+    let to_tap = udp_socket_in(&ns, SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)));
+    to_tap.set_broadcast(true).unwrap();
+    let broadcast = SocketAddr::from((Ipv4Addr::new(10, 20, 0, 255), 9999));
+    // 28 MB: more than the socket's 8 MiB receive buffer (16 MiB as the kernel counts).
+    for _ in 0..20_000 {
+        let _ = to_vxlan.send_to(&[0u8; 1400], (Ipv4Addr::LOCALHOST, 4789));
+    }
+    for _ in 0..5_000 {
+        let _ = to_tap.send_to(b"into a full TAP queue", broadcast);
+    }
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT).unwrap();
+    wait_for(
+        "socket and TAP drops in the status",
+        Duration::from_secs(20),
+        || {
+            let s = lab.status("h");
+            let tap_drops =
+                s["ports"].as_array()?.iter().find(|p| p["kind"] == "tap")?["kernel_drops"]
+                    .as_u64()?;
+            (counter(&s, "drop.vxlan_socket_overflow") > 0 && tap_drops > 0).then_some(())
+        },
+    );
+    let metrics = lab.weft_ok("h", &["metrics"]);
+    assert!(
+        metrics.contains("weft_port_dropped_total{port=\"weft\",kind=\"tap\",reason=\"kernel\"}"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("event=\"drop.vxlan_socket_overflow\""),
+        "{metrics}"
+    );
+}

@@ -30,23 +30,25 @@ impl Core {
         now: Instant,
     ) {
         let Some(peer) = self.peers.get(r.peer) else {
+            self.counters.bump("drop", "no_peer");
             return;
         };
-        match peer.path() {
-            Path::Vxlan => self.send_vxlan(Some(ingress), r.peer, r.vni, vnet, frame),
-            Path::Encrypted => {
-                let Some(dst) = peer.name else { return };
+        match (peer.path(), peer.name) {
+            (Path::Vxlan, _) => self.send_vxlan(Some(ingress), r.peer, r.vni, vnet, frame),
+            (Path::Encrypted | Path::Relayed, None) => {
+                self.counters.bump("drop", "no_peer_name");
+            }
+            (Path::Encrypted, Some(dst)) => {
                 self.send_tunnel(Some(ingress), r.peer, dst, r.vni, vnet, frame, now);
             }
-            Path::Relayed => {
-                let Some(dst) = peer.name else { return };
+            (Path::Relayed, Some(dst)) => {
                 let Some(via) = self.next_hop(dst) else {
                     self.counters.bump("drop", "no_route");
                     return;
                 };
                 self.send_tunnel(Some(ingress), via, dst, r.vni, vnet, frame, now);
             }
-            Path::None => self.counters.bump("drop", "no_path"),
+            (Path::None, _) => self.counters.bump("drop", "no_path"),
         }
     }
 
@@ -80,6 +82,7 @@ impl Core {
         let me = mesh::PeerName(self.local_name);
         for child in routes.broadcast_children(me, me) {
             let Some(ci) = self.peers.index_of_name(&child.0) else {
+                self.counters.bump("drop", "no_peer");
                 continue;
             };
             let leaf = routes.broadcast_children(me, *child).is_empty();
@@ -121,6 +124,7 @@ impl Core {
         let key = (frame.as_ptr() as usize, frame.len(), vni);
         if self.seg_key != Some(key) {
             let Some(prefix) = Vni::new(vni).map(|v| VxlanHeader::new(v).to_bytes()) else {
+                self.counters.bump("drop", "invalid_vni");
                 return;
             };
             // A non-DF IPv4 packet bigger than the path is sent whole; the kernel
@@ -152,7 +156,9 @@ impl Core {
                 }
             }
             Err(e) => {
-                self.counters.bump("drop", "vxlan_send_failed");
+                // Datagrams, not frames: a super-frame is many, and some may have gone.
+                let lost = datagrams.saturating_sub(e.sent) as u64;
+                self.counters.add("drop", "vxlan_send_failed", lost);
                 tracing::trace!(%dest, "VXLAN send failed: {e}");
             }
         }
@@ -171,7 +177,10 @@ impl Core {
         frame: &[u8],
         now: Instant,
     ) {
-        let Some(vni) = Vni::new(vni) else { return };
+        let Some(vni) = Vni::new(vni) else {
+            self.counters.bump("drop", "invalid_vni");
+            return;
+        };
         if !self.check_pmtu(ingress, vnet, frame, self.tunnel_mtu) {
             return;
         }
@@ -196,6 +205,7 @@ impl Core {
         now: Instant,
     ) {
         let Some(peer) = self.peers.get_mut(via) else {
+            self.counters.bump("drop", "no_peer");
             return;
         };
         let Some(tunnel) = peer.tunnel.as_mut() else {
@@ -225,7 +235,8 @@ impl Core {
                 peer.counters.tx_bytes += self.tun.len() as u64;
             }
             Err(e) => {
-                self.counters.bump("drop", "tunnel_send_failed");
+                let lost = seg.count.saturating_sub(e.sent) as u64;
+                self.counters.add("drop", "tunnel_send_failed", lost);
                 tracing::trace!(%addr, "tunnel send failed: {e}");
             }
         }
@@ -251,6 +262,8 @@ impl Core {
                         vnet: &NO_VNET,
                         frame: icmp,
                     }]);
+                } else {
+                    self.counters.bump("drop", "icmp_reply_unsent");
                 }
                 false
             }

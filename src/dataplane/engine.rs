@@ -50,6 +50,8 @@ pub(super) struct Engine {
     ready: VecDeque<Token>,
     queued: HashMap<Token, bool>,
     next_stats: Instant,
+    /// For TAP statistics; opened on first use.
+    netlink: Option<crate::netlink::Netlink>,
     core: Core,
     running: bool,
 }
@@ -104,6 +106,7 @@ impl Engine {
             ready: VecDeque::new(),
             queued: HashMap::new(),
             next_stats: now + STATS_INTERVAL,
+            netlink: None,
             core: Core {
                 switch,
                 ports: PortTable::default(),
@@ -329,7 +332,7 @@ impl Engine {
         core.refresh_selectors(now);
         if now >= self.next_stats {
             self.next_stats = now + STATS_INTERVAL;
-            core.fold_kernel_stats();
+            core.fold_kernel_stats(&self.vxlan, &mut self.netlink);
         }
     }
 
@@ -367,7 +370,7 @@ impl Engine {
                     }
                 }
                 Command::Status(reply) => {
-                    self.core.fold_kernel_stats();
+                    self.core.fold_kernel_stats(&self.vxlan, &mut self.netlink);
                     let _ = reply.send(self.core.status(now, &self.coalescer));
                 }
                 Command::Shutdown => self.running = false,
@@ -385,12 +388,20 @@ impl Engine {
             network,
             endpoint,
         } = port;
+        // A TAP's kernel count started before this port (it persists across routers).
+        let kernel_drops_seen = match &handle {
+            PortHandle::Tap(t) => super::timers::tap_drops(&mut self.netlink, t),
+            PortHandle::Veth(_) => None,
+        };
         let id = self.core.ports.insert(Slot::Local(LocalSlot {
             handle,
             name,
             network,
             endpoint: None,
-            counters: PortCounters::default(),
+            counters: PortCounters {
+                kernel_drops_seen,
+                ..PortCounters::default()
+            },
             pending: Vec::with_capacity(RX_BATCH),
         }));
         let token = Token(id.0 as usize);

@@ -18,6 +18,8 @@ pub(super) struct PortCounters {
     pub(super) tx_bytes: u64,
     pub(super) tx_dropped: u64,
     pub(super) kernel_drops: u64,
+    /// A TAP's device drop count when last read (the kernel's count outlives the port).
+    pub(super) kernel_drops_seen: Option<u64>,
 }
 
 /// A container's veth or the host's TAP.

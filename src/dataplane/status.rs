@@ -87,6 +87,19 @@ impl Core {
         for ((group, name), v) in &self.counters.named {
             counters.insert(format!("{group}.{name}"), *v);
         }
+        // Per-port drops (`weft status ports` has them by port), totalled among the drops.
+        for (k, v) in [
+            (
+                "drop.port_send_failed",
+                ports.iter().map(|p| p.tx_dropped).sum(),
+            ),
+            (
+                "drop.port_kernel",
+                ports.iter().map(|p| p.kernel_drops).sum(),
+            ),
+        ] {
+            counters.insert(k.into(), v);
+        }
         DataplaneStatus {
             ports,
             peers,

@@ -8,7 +8,9 @@ use tunnel::vxlan::VXLAN_HEADER_LEN;
 use tunnel::{HeartbeatKind, Vni, VxlanHeader};
 
 use super::PortHandle;
-use super::core::Core;
+use super::core::{Core, EngineCounters};
+use crate::io::{TapPort, UdpPort};
+use crate::netlink::Netlink;
 
 impl Core {
     /// Sends due heartbeats (pings and pongs) on the VXLAN path of every peer with an
@@ -79,14 +81,67 @@ impl Core {
         }
     }
 
-    /// Adds the kernel's receive-drop counts of every packet socket to the ports' counters.
-    pub(super) fn fold_kernel_stats(&mut self) {
+    /// Folds what the kernel dropped before weft saw it into our counters: each veth's
+    /// packet-socket drops and each TAP's device drops into its port's `kernel_drops`,
+    /// and the tunnel sockets' receive-buffer drops into `drop.vxlan_socket_overflow` and
+    /// `drop.tunnel_socket_overflow`.
+    pub(super) fn fold_kernel_stats(&mut self, vxlan: &UdpPort, netlink: &mut Option<Netlink>) {
         for (_, slot) in self.ports.locals_mut() {
-            if let PortHandle::Veth(p) = &slot.handle
-                && let Ok(s) = p.stats()
-            {
-                slot.counters.kernel_drops += u64::from(s.drops);
+            match &slot.handle {
+                PortHandle::Veth(p) => {
+                    if let Ok(s) = p.stats() {
+                        slot.counters.kernel_drops += u64::from(s.drops);
+                    }
+                }
+                PortHandle::Tap(t) => {
+                    if let Some(now) = tap_drops(netlink, t) {
+                        let seen = slot.counters.kernel_drops_seen.replace(now);
+                        slot.counters.kernel_drops += now.saturating_sub(seen.unwrap_or(now));
+                    }
+                }
             }
         }
+        for (name, sock) in [
+            ("vxlan_socket_overflow", vxlan),
+            ("tunnel_socket_overflow", &self.tunnel_sock),
+        ] {
+            match sock.kernel_drops() {
+                Ok(n) => self.counters.set("drop", name, u64::from(n)),
+                Err(e) => tracing::debug!("cannot read the drop count of {name}: {e}"),
+            }
+        }
+    }
+}
+
+/// A TAP's device drop count (cumulative since the device was made, so across router
+/// restarts: callers count differences), through a netlink handle opened on first use.
+pub(super) fn tap_drops(netlink: &mut Option<Netlink>, tap: &TapPort) -> Option<u64> {
+    if netlink.is_none() {
+        match Netlink::new() {
+            Ok(nl) => *netlink = Some(nl),
+            Err(e) => {
+                tracing::debug!("no netlink for TAP statistics: {e}");
+                return None;
+            }
+        }
+    }
+    match netlink.as_mut()?.link(tap.ifindex()) {
+        Ok(link) => link.map(|l| l.drops),
+        Err(e) => {
+            tracing::debug!(tap = %tap.name(), "cannot read TAP statistics: {e}");
+            None
+        }
+    }
+}
+
+impl EngineCounters {
+    /// Counts `n` events at once (e.g. the datagrams of one failed send).
+    pub(super) fn add(&mut self, group: &'static str, name: &'static str, n: u64) {
+        *self.named.entry((group, name)).or_insert(0) += n;
+    }
+
+    /// Sets a counter the kernel keeps for us (e.g. a socket's drop count).
+    pub(super) fn set(&mut self, group: &'static str, name: &'static str, value: u64) {
+        self.named.insert((group, name), value);
     }
 }

@@ -39,7 +39,7 @@ pub use batch::{MAX_FRAME_LEN, RxBatch, RxFrames, TxFrame, VNET_HDR_LEN};
 pub use error::PortError;
 pub use packet::{PacketPort, PacketStats, PortOptions};
 pub use tap::{TapOffloads, TapPort};
-pub use udp::{UdpDatagrams, UdpOptions, UdpPort, UdpRxBatch, UdpSendPool};
+pub use udp::{UdpDatagrams, UdpOptions, UdpPort, UdpRxBatch, UdpSendError, UdpSendPool};
 
 use std::io;
 use std::os::fd::AsRawFd;

@@ -124,24 +124,35 @@ impl TunnelSocket {
     }
 
     /// Sends `payload` as datagrams of `segment_size` bytes (last may be shorter).
-    fn send(&self, dest: SocketAddr, payload: &[u8], segment_size: usize) -> io::Result<()> {
+    fn send(
+        &self,
+        dest: SocketAddr,
+        payload: &[u8],
+        segment_size: usize,
+    ) -> Result<(), UdpSendError> {
         if segment_size == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "UDP segment size must be positive",
-            ));
+            return Err(UdpSendError {
+                sent: 0,
+                source: io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "UDP segment size must be positive",
+                ),
+            });
         }
         if payload.len() <= segment_size {
-            return self.state.try_send(
-                UdpSockRef::from(&self.socket),
-                &Transmit {
-                    destination: dest,
-                    ecn: None,
-                    contents: payload,
-                    segment_size: None,
-                    src_ip: None,
-                },
-            );
+            return self
+                .state
+                .try_send(
+                    UdpSockRef::from(&self.socket),
+                    &Transmit {
+                        destination: dest,
+                        ecn: None,
+                        contents: payload,
+                        segment_size: None,
+                        src_ip: None,
+                    },
+                )
+                .map_err(|source| UdpSendError { sent: 0, source });
         }
         let max_segments = self.max_gso_segments();
         if max_segments <= 1 {
@@ -158,6 +169,8 @@ impl TunnelSocket {
                 segment_size: Some(segment_size),
                 src_ip: None,
             };
+            // Chunks are whole datagrams, so what went out before this one is too.
+            let sent = (payload.len() - rest.len()) / segment_size;
             match self
                 .state
                 .try_send(UdpSockRef::from(&self.socket), &transmit)
@@ -168,28 +181,65 @@ impl TunnelSocket {
                         && self.state.max_gso_segments() <= 1 =>
                 {
                     tracing::info!(local = %self.local, error = %e, "UDP GSO refused; sending datagrams one by one on this socket");
-                    return self.send_each(dest, rest, segment_size);
+                    return self
+                        .send_each(dest, rest, segment_size)
+                        .map_err(|e| UdpSendError {
+                            sent: sent + e.sent,
+                            source: e.source,
+                        });
                 }
-                Err(e) => return Err(e),
+                Err(source) => return Err(UdpSendError { sent, source }),
             }
         }
         Ok(())
     }
 
     /// Sends the datagrams with `sendmmsg`, up to 64 per syscall.
-    fn send_each(&self, dest: SocketAddr, payload: &[u8], segment_size: usize) -> io::Result<()> {
+    fn send_each(
+        &self,
+        dest: SocketAddr,
+        payload: &[u8],
+        segment_size: usize,
+    ) -> Result<(), UdpSendError> {
         let dest = SockAddr::from(dest);
+        let mut sent = 0;
         let mut rest = payload;
         while !rest.is_empty() {
             match sys::mmsg::send_datagrams_to(self.socket.as_fd(), &dest, rest, segment_size) {
-                Ok(0) => return Err(io::Error::from(io::ErrorKind::WriteZero)),
-                Ok(n) => rest = rest.get(n.saturating_mul(segment_size)..).unwrap_or(&[]),
+                Ok(0) => {
+                    return Err(UdpSendError {
+                        sent,
+                        source: io::Error::from(io::ErrorKind::WriteZero),
+                    });
+                }
+                Ok(n) => {
+                    sent += n;
+                    rest = rest.get(n.saturating_mul(segment_size)..).unwrap_or(&[]);
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
+                Err(source) => return Err(UdpSendError { sent, source }),
             }
         }
         Ok(())
     }
+
+    /// Datagrams the kernel has dropped on this socket since it was made (`sk_drops`:
+    /// the receive buffer was full, or rarely a bad checksum).
+    fn kernel_drops(&self) -> io::Result<u32> {
+        sys::sockopt::socket_drops(self.socket.as_fd())
+    }
+}
+
+/// A send that lost datagrams: how many went out before `source` stopped it (the caller
+/// counts the rest as dropped).
+#[derive(Debug, thiserror::Error)]
+#[error("{source} (after {sent} datagrams)")]
+pub struct UdpSendError {
+    /// Whole datagrams sent before the failure.
+    pub sent: usize,
+    /// Why the rest were not.
+    #[source]
+    pub source: io::Error,
 }
 
 /// Forces `IP_PMTUDISC_DONT` (and the IPv6 equivalents) so oversize datagrams
@@ -278,8 +328,19 @@ impl UdpPort {
 
     /// Sends `payload` (datagrams of `segment_size` bytes, the last may be
     /// shorter) to `dest` from the well-known port; GSO as in [`UdpSendPool::send`].
-    pub fn send(&self, dest: SocketAddr, payload: &[u8], segment_size: usize) -> io::Result<()> {
+    pub fn send(
+        &self,
+        dest: SocketAddr,
+        payload: &[u8],
+        segment_size: usize,
+    ) -> Result<(), UdpSendError> {
         self.inner.send(dest, payload, segment_size)
+    }
+
+    /// Datagrams the kernel dropped on this socket before weft read them, since it was
+    /// bound (receive buffer full; rarely a bad checksum). Cumulative, never reset.
+    pub fn kernel_drops(&self) -> io::Result<u32> {
+        self.inner.kernel_drops()
     }
 
     /// Datagrams one GSO send may carry; 1 when GSO is off or unsupported.
@@ -463,18 +524,21 @@ impl UdpSendPool {
     /// last may be shorter) to `dest` from the socket picked by `flow_hash`; uses
     /// GSO when there is more than one segment and GSO is on and supported (at
     /// most 64 segments and 64 KiB per syscall), else `sendmmsg` of the pieces.
-    /// `Err` (e.g. `WouldBlock` when the socket buffer is full) means some or all
-    /// datagrams were not sent.
+    /// `Err` (e.g. `WouldBlock` when the socket buffer is full) says how many
+    /// datagrams went out before the rest could not.
     pub fn send(
         &self,
         flow_hash: u32,
         dest: SocketAddr,
         payload: &[u8],
         segment_size: usize,
-    ) -> io::Result<()> {
+    ) -> Result<(), UdpSendError> {
         match self.pick(flow_hash) {
             Some(socket) => socket.send(dest, payload, segment_size),
-            None => Err(io::Error::from(io::ErrorKind::NotConnected)),
+            None => Err(UdpSendError {
+                sent: 0,
+                source: io::Error::from(io::ErrorKind::NotConnected),
+            }),
         }
     }
 

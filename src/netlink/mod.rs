@@ -84,6 +84,10 @@ pub struct LinkInfo {
     /// IFLA_LINK: for a veth, the peer's ifindex (in the peer's namespace, which
     /// may differ from this handle's).
     pub peer_index: Option<u32>,
+    /// Frames the kernel dropped at the device either way (IFLA_STATS64 `rx_dropped` +
+    /// `tx_dropped`) since it was made; for a TAP, mostly what the host sent while
+    /// weft's queue was full.
+    pub drops: u64,
 }
 
 /// A synchronous rtnetlink handle bound to the network namespace it was created in.
@@ -537,6 +541,7 @@ fn link_info(msg: &LinkMessage) -> LinkInfo {
         kind: None,
         up: msg.header.flags.contains(LinkFlags::Up),
         peer_index: None,
+        drops: 0,
     };
     for attr in &msg.attributes {
         match attr {
@@ -546,6 +551,9 @@ fn link_info(msg: &LinkMessage) -> LinkInfo {
                 info.mac = bytes.as_slice().try_into().ok();
             }
             LinkAttribute::Link(peer) => info.peer_index = Some(*peer),
+            LinkAttribute::Stats64(stats) => {
+                info.drops = stats.rx_dropped.saturating_add(stats.tx_dropped);
+            }
             LinkAttribute::LinkInfo(infos) => {
                 info.kind = infos.iter().find_map(|i| match i {
                     NlLinkInfo::Kind(kind) => Some(kind.to_string()),
@@ -595,12 +603,16 @@ mod tests {
         let mut msg = LinkMessage::default();
         msg.header.index = 7;
         msg.header.flags = LinkFlags::Up;
+        let mut stats = netlink_packet_route::link::Stats64::default();
+        stats.rx_dropped = 2;
+        stats.tx_dropped = 5;
         msg.attributes = vec![
             LinkAttribute::IfName("veth7".into()),
             LinkAttribute::Mtu(1376),
             LinkAttribute::Address(vec![2, 0, 0, 0, 0, 7]),
             LinkAttribute::Link(3),
             LinkAttribute::LinkInfo(vec![NlLinkInfo::Kind(InfoKind::Veth)]),
+            LinkAttribute::Stats64(stats),
         ];
         let info = link_info(&msg);
         assert_eq!(
@@ -613,6 +625,7 @@ mod tests {
                 kind: Some("veth".into()),
                 up: true,
                 peer_index: Some(3),
+                drops: 7,
             }
         );
     }

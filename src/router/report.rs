@@ -107,6 +107,24 @@ impl Router {
                 .iter()
                 .flat_map(|p| [(port(p, "rx"), p.rx_bytes), (port(p, "tx"), p.tx_bytes)]),
         );
+        family(
+            &mut o,
+            "weft_port_dropped_total",
+            "Frames dropped per port: weft could not send them (send_failed), or the kernel dropped them at the port before weft read them (kernel).",
+            "counter",
+            r.ports.iter().flat_map(|p| {
+                let labels = |reason: &str| {
+                    format!(
+                        "port=\"{}\",kind=\"{}\",reason=\"{reason}\"",
+                        p.name, p.kind
+                    )
+                };
+                [
+                    (labels("send_failed"), p.tx_dropped),
+                    (labels("kernel"), p.kernel_drops),
+                ]
+            }),
+        );
         let peer = |p: &crate::api::report::PeerReport, dir: &str| {
             format!(
                 "peer=\"{}\",name=\"{}\",direction=\"{dir}\"",

@@ -1,8 +1,8 @@
 //! Integer and struct socket options that `socket2` does not expose
-//! (PACKET_*, SO_*BUFFORCE, UDP_GRO, IP_MTU_DISCOVER overrides).
+//! (PACKET_*, SO_*BUFFORCE, UDP_GRO, IP_MTU_DISCOVER overrides, SO_MEMINFO).
 
 use std::io;
-use std::mem::{MaybeUninit, size_of};
+use std::mem::{MaybeUninit, size_of, size_of_val};
 use std::os::fd::{AsRawFd, BorrowedFd};
 
 use super::cvt;
@@ -49,4 +49,40 @@ pub(crate) fn packet_statistics(fd: BorrowedFd<'_>) -> io::Result<(u32, u32)> {
     // possibly overwritten by the kernel with plain integers.
     let stats = unsafe { stats.assume_init() };
     Ok((stats.tp_packets, stats.tp_drops))
+}
+
+/// `SO_MEMINFO` (Linux 4.6+), which the `libc` crate does not define for Linux: 55 in
+/// asm-generic and every architecture weft builds for except SPARC.
+#[cfg(not(any(target_arch = "sparc", target_arch = "sparc64")))]
+const SO_MEMINFO: libc::c_int = 55;
+#[cfg(any(target_arch = "sparc", target_arch = "sparc64"))]
+const SO_MEMINFO: libc::c_int = 0x0039;
+/// Entries `SO_MEMINFO` fills (`SK_MEMINFO_VARS`).
+const SK_MEMINFO_VARS: usize = 9;
+
+/// The socket's drop count (`SK_MEMINFO_DROPS` of `SO_MEMINFO`, the kernel's `sk_drops`):
+/// packets dropped at this socket since it was made, e.g. with its receive buffer full.
+pub(crate) fn socket_drops(fd: BorrowedFd<'_>) -> io::Result<u32> {
+    let mut info = [0u32; SK_MEMINFO_VARS];
+    let mut len = size_of_val(&info) as libc::socklen_t;
+    // SAFETY: `info` is a writable array of `len` bytes of plain integers; the kernel
+    // copies at most `len` bytes into it and updates `len`.
+    let ret = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            SO_MEMINFO,
+            info.as_mut_ptr().cast::<libc::c_void>(),
+            &raw mut len,
+        )
+    };
+    cvt(ret)?;
+    let filled = len as usize / size_of::<u32>();
+    match usize::try_from(libc::SK_MEMINFO_DROPS) {
+        Ok(i) if i < filled => Ok(info[i]),
+        _ => Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "SO_MEMINFO has no drop count on this kernel",
+        )),
+    }
 }
