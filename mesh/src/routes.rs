@@ -295,6 +295,32 @@ impl RouteTable {
         tree.children.get(start..end).unwrap_or_default()
     }
 
+    /// The neighbour to relay frames for `dst` through when no direct data path to it
+    /// works (the last resort): our next hop when that is not `dst` itself and `usable`
+    /// accepts it; otherwise the first neighbour of ours, by name, that is also a neighbour
+    /// of `dst` and that `usable` accepts. The second case covers a neighbour whose control
+    /// connection works while UDP between us is blocked: a common neighbour routes to
+    /// `dst` directly, so a frame sent through it cannot come back. `usable` says whether
+    /// our own data path to a candidate works. `None`: no relay.
+    pub fn relay(&self, dst: PeerName, usable: impl Fn(PeerName) -> bool) -> Option<PeerName> {
+        if dst == self.me {
+            return None;
+        }
+        if let Some(hop) = self.next_hop(dst)
+            && hop != dst
+            && usable(hop)
+        {
+            return Some(hop);
+        }
+        let (&me, &d) = (self.index.get(&self.me)?, self.index.get(&dst)?);
+        let theirs = self.neighbours_of(d);
+        self.neighbours_of(me)
+            .iter()
+            .filter(|&&w| w != d && theirs.binary_search(&w).is_ok())
+            .filter_map(|&w| self.names.get(w as usize).copied())
+            .find(|&w| usable(w))
+    }
+
     /// Symmetric neighbours of `peer`, sorted by name.
     pub fn neighbours(&self, peer: PeerName) -> impl Iterator<Item = PeerName> + '_ {
         let list = self
@@ -474,6 +500,40 @@ mod tests {
                 assert_eq!(steps, expected);
             }
         }
+    }
+
+    #[test]
+    fn relay_is_the_next_hop_for_a_distant_peer() {
+        // 0-1-2 in a line: 2 is reached through 1, if 1 is usable.
+        let table = RouteTable::build(&topology(0, 3, &[(0, 1), (1, 2)], &[]));
+        assert_eq!(table.relay(name(2), |_| true), Some(name(1)));
+        assert_eq!(table.relay(name(2), |_| false), None);
+        // A direct neighbour with no common neighbour has no relay.
+        assert_eq!(table.relay(name(1), |_| true), None);
+        // Unknown peers and ourselves have none either.
+        assert_eq!(table.relay(name(9), |_| true), None);
+        assert_eq!(table.relay(name(0), |_| true), None);
+    }
+
+    #[test]
+    fn relay_for_a_neighbour_is_a_usable_common_neighbour() {
+        // 0 is connected to 1, 2, 3 and 4; 2 and 3 are also connected to 1; 4 is not.
+        let edges = [(0, 1), (0, 2), (0, 3), (0, 4), (1, 2), (1, 3)];
+        let table = RouteTable::build(&topology(0, 5, &edges, &[]));
+        assert_eq!(table.relay(name(1), |_| true), Some(name(2)));
+        assert_eq!(table.relay(name(1), |p| p != name(2)), Some(name(3)));
+        assert_eq!(table.relay(name(1), |p| p == name(4)), None);
+        // A one-sided connection is no relay: 4 lists 1, 1 does not list 4.
+        let table = RouteTable::build(&topology(0, 5, &edges, &[(4, 1)]));
+        assert_eq!(table.relay(name(1), |p| p == name(4)), None);
+    }
+
+    #[test]
+    fn relay_for_a_distant_peer_falls_back_to_another_common_neighbour() {
+        // Square 0-1-3, 0-2-3: the next hop to 3 is 1; when 1 is unusable, 2 carries.
+        let table = RouteTable::build(&topology(0, 4, &[(0, 1), (1, 3), (0, 2), (2, 3)], &[]));
+        assert_eq!(table.relay(name(3), |_| true), Some(name(1)));
+        assert_eq!(table.relay(name(3), |p| p != name(1)), Some(name(2)));
     }
 
     #[test]

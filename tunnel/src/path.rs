@@ -6,7 +6,9 @@
 //! VXLAN (cleartext) is allowed; otherwise only the encrypted tunnel is, and a frame for
 //! that peer never crosses the underlay in clear.
 //!
-//! Choice, by preference: VXLAN (when allowed) > encrypted > relayed > none. A path in use
+//! Choice, by preference: VXLAN (when allowed) > encrypted > relayed > none (relaying is
+//! the last resort, also for a neighbour whose control connection works while both of its
+//! direct data paths fail). A path in use
 //! is kept until its heartbeats fail ([`PathState::Down`]); a path not in use is entered
 //! once its heartbeats have worked for [`PathSelectorConfig::hold`] (hysteresis: a path
 //! that flaps does not drag traffic back and forth), or optimistically while it has
@@ -71,6 +73,9 @@ pub enum PathReason {
     VxlanUnconfirmed,
     /// Neither direct path works; a relay route exists.
     NoDirectPath,
+    /// The direct paths worked once and their heartbeats have failed since (UDP blocked
+    /// both ways while the control connection lives); a relay route exists.
+    DirectPathsFailed,
     /// Neither direct path works and no relay route exists.
     Unreachable,
 }
@@ -84,6 +89,7 @@ impl fmt::Display for PathReason {
             Self::VxlanHeartbeatsFailed => f.write_str("vxlan heartbeats failed"),
             Self::VxlanUnconfirmed => f.write_str("vxlan not confirmed yet"),
             Self::NoDirectPath => f.write_str("no direct path"),
+            Self::DirectPathsFailed => f.write_str("direct path heartbeats failed"),
             Self::Unreachable => f.write_str("no direct path and no relay route"),
         }
     }
@@ -171,6 +177,9 @@ struct Track {
     state: Option<PathState>,
     up_since: Option<Instant>,
     ever_down: bool,
+    ever_up: bool,
+    /// It went down after having worked (not merely never answered).
+    failed_after_up: bool,
 }
 
 impl Track {
@@ -178,10 +187,12 @@ impl Track {
         match state {
             PathState::Up { .. } => {
                 self.up_since.get_or_insert(now);
+                self.ever_up = true;
             }
             PathState::Down { .. } => {
                 self.up_since = None;
                 self.ever_down = true;
+                self.failed_after_up |= self.ever_up;
             }
             PathState::Unknown => self.up_since = None,
         }
@@ -338,7 +349,14 @@ impl PathSelector {
             return choose(Path::Encrypted, reason);
         }
         if self.relay_route {
-            choose(Path::Relayed, PathReason::NoDirectPath)
+            let vxlan_failed = matches!(self.policy, PathPolicy::CleartextAllowed(_))
+                && self.vxlan.failed_after_up;
+            let reason = if vxlan_failed || self.tunnel.failed_after_up {
+                PathReason::DirectPathsFailed
+            } else {
+                PathReason::NoDirectPath
+            };
+            choose(Path::Relayed, reason)
         } else {
             choose(Path::None, PathReason::Unreachable)
         }

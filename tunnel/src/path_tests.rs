@@ -141,7 +141,8 @@ fn password_set_never_uses_vxlan_unless_trusted() {
     );
     let paths: Vec<_> = changes.iter().map(|(_, c)| c.path).collect();
     assert_eq!(paths, [Path::Relayed, Path::None, Path::Encrypted]);
-    assert_eq!(changes[0].1.reason, PathReason::NoDirectPath);
+    // The tunnel worked before it failed: the reason says so.
+    assert_eq!(changes[0].1.reason, PathReason::DirectPathsFailed);
     assert_eq!(changes[1].1.reason, PathReason::Unreachable);
     assert!(changes[0].0 <= s(25));
     // Back on the tunnel once it has answered for the hold time.
@@ -227,6 +228,10 @@ fn policy_and_display() {
         (PathReason::PasswordSet, "password set"),
         (PathReason::VxlanHeartbeatsFailed, "vxlan heartbeats failed"),
         (PathReason::NoDirectPath, "no direct path"),
+        (
+            PathReason::DirectPathsFailed,
+            "direct path heartbeats failed",
+        ),
     ];
     for (r, text) in reasons {
         assert_eq!(r.to_string(), text);
@@ -261,5 +266,41 @@ fn changing_policy_to_password_leaves_vxlan_at_once() {
     assert_eq!(
         sel.poll_event().map(|e| e.to.reason),
         Some(PathReason::PasswordSet)
+    );
+}
+
+#[test]
+fn a_neighbour_whose_direct_paths_both_fail_is_relayed_and_returns() {
+    let t0 = Instant::now();
+    let cfg = PathSelectorConfig::default();
+    let mut sel = PathSelector::new(no_password(), cfg, t0);
+    // UDP is blocked both ways from 10 s to 30 s: VXLAN and the tunnel fail together, and
+    // a common neighbour offers a relay the whole time.
+    let blocked = |t: Duration| t >= s(10) && t < s(30);
+    let changes = simulate(
+        &mut sel,
+        t0,
+        |t| !blocked(t),
+        |t| !blocked(t),
+        |_| true,
+        s(60),
+    );
+    let seen: Vec<_> = changes
+        .iter()
+        .map(|(t, c)| (c.path, c.reason, *t))
+        .collect();
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    let (path, reason, fell) = seen[0];
+    assert_eq!(
+        (path, reason),
+        (Path::Relayed, PathReason::DirectPathsFailed)
+    );
+    assert!(fell > s(10) && fell <= s(13), "relayed at {fell:?}");
+    // Back to VXLAN once it has answered for the hold time; never through "none".
+    let (path, _, back) = seen[1];
+    assert_eq!(path, Path::Vxlan);
+    assert!(
+        back >= s(30) + cfg.hold && back <= s(31) + cfg.hold,
+        "back at {back:?}"
     );
 }

@@ -194,6 +194,22 @@ impl FrameFlags {
     /// No flags.
     pub const NONE: Self = Self(0);
 
+    /// A broadcast carried to its destination through a relay, because the destination is
+    /// a child in the origin's broadcast tree whose own link from the sender carries no
+    /// data: the destination delivers it and forwards it down the tree as if it had come
+    /// straight from its parent. A router that does not know the flag only delivers it.
+    pub const SUBTREE: Self = Self(0x02);
+
+    /// These flags and `other`'s.
+    pub fn with(self, other: Self) -> Self {
+        Self(self.0 | other.0)
+    }
+
+    /// These flags without `other`'s.
+    pub fn without(self, other: Self) -> Self {
+        Self(self.0 & !other.0)
+    }
+
     /// The flags for an outgoing Ethernet `frame` judged from its IP header.
     pub fn for_frame(frame: &[u8]) -> Self {
         match IpLayout::parse(frame) {
@@ -227,7 +243,7 @@ pub struct FrameHeader {
     pub destination: [u8; 6],
     /// Hops left.
     pub ttl: u8,
-    /// DF and future flags.
+    /// DF, SUBTREE and future flags.
     pub flags: FrameFlags,
     /// The weft network the frame belongs to.
     pub vni: Vni,

@@ -269,6 +269,11 @@ fn df_flag_follows_the_inner_ip_header() {
     );
     assert_eq!(FrameFlags::for_frame(&eth_frame(60, 0)), FrameFlags::NONE);
     assert!(FrameFlags::from_bits(0xff).contains(FrameFlags::DONT_FRAGMENT));
+    let both = FrameFlags::DONT_FRAGMENT.with(FrameFlags::SUBTREE);
+    assert!(both.contains(FrameFlags::SUBTREE) && both.contains(FrameFlags::DONT_FRAGMENT));
+    assert!(!FrameFlags::DONT_FRAGMENT.contains(FrameFlags::SUBTREE));
+    assert_eq!(FrameFlags::from_bits(both.bits()), both);
+    assert_eq!(both.without(FrameFlags::SUBTREE), FrameFlags::DONT_FRAGMENT);
 }
 
 #[test]
