@@ -6,10 +6,10 @@
 
 mod common;
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use common::{Lab, tcp_transfer, wait_for};
+use common::{Capture, Lab, frames, tcp_transfer, wait_for};
 
 /// The peer entry of `name` in a status report.
 fn peer<'a>(status: &'a serde_json::Value, name: &str) -> Option<&'a serde_json::Value> {
@@ -43,8 +43,9 @@ fn three_hosts_in_a_line_relay_through_the_middle() {
     lab.weft_ok("h1", &["attach", &c1, "--ip", "10.70.0.1/24"]);
     lab.weft_ok("h3", &["attach", &c3, "--ip", "10.70.0.3/24"]);
     let h3_name = lab.status("h3")["name"].as_str().unwrap().to_string();
+    let h2_name = lab.status("h2")["name"].as_str().unwrap().to_string();
 
-    // h1 learns h3 through gossip and reaches it through h2.
+    // h1 learns h3 through gossip and reaches it through h2, and says so.
     let p = wait_for(
         "h1 to learn h3 and relay to it",
         Duration::from_secs(20),
@@ -62,6 +63,9 @@ fn three_hosts_in_a_line_relay_through_the_middle() {
             .contains("no direct path"),
         "{p}"
     );
+    assert_eq!(p["via"], h2_name.as_str(), "{p}");
+    let text = lab.weft_ok("h1", &["status", "peers"]);
+    assert!(text.contains(&format!("relayed via {h2_name}(")), "{text}");
     lab.assert_ping("c1", "10.70.0.3");
     let (sent, received, n) = tcp_transfer(&c1, &c3, Ipv4Addr::new(10, 70, 0, 3), 5010, 20 << 20);
     assert_eq!((n, sent), (20 << 20, received));
@@ -83,16 +87,12 @@ fn three_hosts_in_a_line_relay_through_the_middle() {
     );
 }
 
-#[test]
-fn a_host_joining_through_one_peer_gets_connected_to_all() {
-    let Some(mut lab) = Lab::new("mesh_join") else {
-        return;
-    };
-    lab.add_ns(&["lan", "h1", "h2", "h3", "h4"]);
-    // A shared underlay segment (a bridge in the lab's own "lan" namespace).
+/// Puts `hosts` on one shared underlay segment (a bridge in the lab's own "lan"
+/// namespace, which must exist), host i at `<prefix>.<i+1>/24` on its interface `u0`.
+fn shared_segment(lab: &mut Lab, hosts: &[&str], prefix: &str) {
     lab.exec_ok("lan", &["ip", "link", "add", "br0", "type", "bridge"]);
     lab.exec_ok("lan", &["ip", "link", "set", "br0", "up"]);
-    for (i, h) in ["h1", "h2", "h3", "h4"].iter().enumerate() {
+    for (i, h) in hosts.iter().enumerate() {
         let ifname = format!("p{i}");
         let h_ns = lab.ns(h);
         lab.exec_ok(
@@ -111,13 +111,22 @@ fn a_host_joining_through_one_peer_gets_connected_to_all() {
                 "ip",
                 "addr",
                 "add",
-                &format!("192.168.80.{}/24", i + 1),
+                &format!("{prefix}.{}/24", i + 1),
                 "dev",
                 "u0",
             ],
         );
         lab.exec_ok(h, &["ip", "link", "set", "u0", "up"]);
     }
+}
+
+#[test]
+fn a_host_joining_through_one_peer_gets_connected_to_all() {
+    let Some(mut lab) = Lab::new("mesh_join") else {
+        return;
+    };
+    lab.add_ns(&["lan", "h1", "h2", "h3", "h4"]);
+    shared_segment(&mut lab, &["h1", "h2", "h3", "h4"], "192.168.80");
     lab.weft_ok("h1", &["launch"]);
     lab.weft_ok("h2", &["launch", "192.168.80.1"]);
     lab.weft_ok("h3", &["launch", "192.168.80.1"]);
@@ -201,4 +210,126 @@ fn garbage_on_the_control_port_is_dropped_and_the_router_carries_on() {
     wait_for("a legitimate connection", Duration::from_secs(20), || {
         (established(&lab.status("h1")) == 1).then_some(())
     });
+}
+
+/// Drops UDP 4789 (VXLAN) and 6784 (the tunnel) between `host` and `peer_ip`, both ways,
+/// with nftables inside `host`'s own namespace; the TCP control connection stays up.
+fn block_udp(lab: &Lab, host: &str, peer_ip: &str) {
+    for cmd in [
+        "add table inet wtblock".to_string(),
+        "add chain inet wtblock in { type filter hook input priority 0 ; }".into(),
+        "add chain inet wtblock out { type filter hook output priority 0 ; }".into(),
+        format!("add rule inet wtblock in ip saddr {peer_ip} udp dport {{ 4789, 6784 }} drop"),
+        format!("add rule inet wtblock out ip daddr {peer_ip} udp dport {{ 4789, 6784 }} drop"),
+    ] {
+        lab.exec_ok(host, &["nft", &cmd]);
+    }
+}
+
+#[test]
+fn a_neighbour_behind_blocked_udp_is_relayed_through_a_third_host_and_returns() {
+    let Some(mut lab) = Lab::new("mesh_last_resort") else {
+        return;
+    };
+    lab.add_ns(&["lan", "h1", "h2", "h3", "c1", "c3"]);
+    shared_segment(&mut lab, &["h1", "h2", "h3"], "192.168.81");
+    lab.weft_ok("h1", &["launch"]);
+    lab.weft_ok("h2", &["launch", "192.168.81.1"]);
+    lab.weft_ok("h3", &["launch", "192.168.81.1"]);
+    wait_for("a full mesh", Duration::from_secs(30), || {
+        ["h1", "h2", "h3"]
+            .iter()
+            .all(|h| established(&lab.status(h)) == 2)
+            .then_some(())
+    });
+    let (c1, c3) = (lab.ns("c1"), lab.ns("c3"));
+    lab.weft_ok("h1", &["attach", &c1, "--ip", "10.81.0.1/24"]);
+    lab.weft_ok("h3", &["attach", &c3, "--ip", "10.81.0.3/24"]);
+    let name = |lab: &mut Lab, h: &str| lab.status(h)["name"].as_str().unwrap().to_string();
+    let (h1_name, h2_name, h3_name) = (
+        name(&mut lab, "h1"),
+        name(&mut lab, "h2"),
+        name(&mut lab, "h3"),
+    );
+    let path = |lab: &mut Lab, from: &str, to: &str| {
+        peer(&lab.status(from), to).map(|p| p["path"].as_str().unwrap_or_default().to_string())
+    };
+    // Direct VXLAN, with heartbeats answered both ways.
+    for (from, to) in [("h1", &h3_name), ("h3", &h1_name)] {
+        wait_for("VXLAN heartbeats answered", Duration::from_secs(20), || {
+            let s = lab.status(from);
+            peer(&s, to)
+                .filter(|p| p["path"] == "vxlan" && p["heartbeat"] == "up")
+                .map(drop)
+        });
+    }
+    lab.assert_ping("c1", "10.81.0.3");
+
+    // Both direct data paths between h1 and h3 fail; the control connection lives.
+    block_udp(&lab, "h1", "192.168.81.3");
+    let blocked = std::time::Instant::now();
+    for (from, to) in [("h1", &h3_name), ("h3", &h1_name)] {
+        let p = wait_for(
+            &format!("{from} to relay to {to} through h2"),
+            Duration::from_secs(15),
+            || {
+                let s = lab.status(from);
+                peer(&s, to).filter(|p| p["path"] == "relayed").cloned()
+            },
+        );
+        assert_eq!(p["via"], h2_name.as_str(), "{p}");
+        assert!(
+            p["reason"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("direct path heartbeats failed"),
+            "{p}"
+        );
+    }
+    eprintln!("relayed after {:?}", blocked.elapsed());
+    assert_eq!(
+        established(&lab.status("h1")),
+        2,
+        "the control connection fell"
+    );
+    let relayed_before = lab.status("h2")["counters"]["relay.frames"]
+        .as_u64()
+        .unwrap_or(0);
+    lab.assert_ping("c1", "10.81.0.3");
+    let (sent, received, n) = tcp_transfer(&c1, &c3, Ipv4Addr::new(10, 81, 0, 3), 5011, 4 << 20);
+    assert_eq!((n, sent), (4 << 20, received));
+    let relayed = lab.status("h2")["counters"]["relay.frames"]
+        .as_u64()
+        .unwrap_or(0);
+    assert!(relayed > relayed_before, "h2 relayed nothing");
+    // Broadcasts reach h3 too: h1's tree sends them through h2, to flood on from h3.
+    let mut inside = Capture::start(&c3, "weft0");
+    let sock = common::udp_socket_in(&c1, SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)));
+    sock.set_broadcast(true).unwrap();
+    wait_for("a broadcast from c1 at c3", Duration::from_secs(10), || {
+        sock.send_to(b"everyone", ("10.81.0.255", 5012)).unwrap();
+        (inside.count(|f| frames::is_broadcast(f) && frames::udp_to_port(f, 5012)) > 0)
+            .then_some(())
+    });
+    // Both status views name the relay.
+    let text = lab.weft_ok("h1", &["status", "peers"]);
+    assert!(text.contains(&format!("relayed via {h2_name}(")), "{text}");
+    let text = lab.weft_ok("h1", &["status", "connections"]);
+    assert!(text.contains(&format!("relayed via {h2_name}(")), "{text}");
+    let conns = lab.status("h1");
+    assert!(
+        conns["connections"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["peer"] == h3_name.as_str() && c["via"] == h2_name.as_str()),
+        "{conns}"
+    );
+
+    // The block goes: back to direct VXLAN.
+    lab.exec_ok("h1", &["nft", "delete table inet wtblock"]);
+    wait_for("direct VXLAN again", Duration::from_secs(20), || {
+        (path(&mut lab, "h1", &h3_name).as_deref() == Some("vxlan")).then_some(())
+    });
+    lab.assert_ping("c1", "10.81.0.3");
 }

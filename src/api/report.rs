@@ -95,10 +95,16 @@ pub struct PeerReport {
     pub name: Option<String>,
     /// Its nickname, once known.
     pub nickname: Option<String>,
-    /// The path in use: "vxlan", "encrypted", "relayed via NAME", or "none".
+    /// The path in use: "vxlan", "encrypted", "relayed", or "none".
     pub path: String,
     /// Why that path (e.g. "heartbeats ok", "vxlan heartbeats failed", "no password").
     pub reason: String,
+    /// For a relayed peer: the peer name of the neighbour that relays its frames.
+    #[serde(default)]
+    pub via: Option<String>,
+    /// That neighbour's nickname, once known.
+    #[serde(default)]
+    pub via_nickname: Option<String>,
     /// Heartbeat state of the VXLAN path: "up", "down", "unknown" (a kernel VTEP never answers).
     pub heartbeat: String,
     /// Last measured round-trip time in microseconds.
@@ -113,6 +119,18 @@ pub struct PeerReport {
     pub rx_bytes: u64,
 }
 
+impl PeerReport {
+    /// The path as people read it: "relayed via NAME(NICKNAME)" for a relayed peer, else
+    /// the path word.
+    pub fn path_text(&self) -> String {
+        match (&self.via, &self.via_nickname) {
+            (Some(via), Some(nick)) => format!("{} via {via}({nick})", self.path),
+            (Some(via), None) => format!("{} via {via}", self.path),
+            _ => self.path.clone(),
+        }
+    }
+}
+
 /// A control connection of the peer mesh.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConnectionReport {
@@ -124,8 +142,12 @@ pub struct ConnectionReport {
     pub state: String,
     /// The peer, once its hello arrived.
     pub peer: Option<String>,
-    /// Data path to that peer.
+    /// Data path to that peer, and why (e.g. "relayed via NAME(NICKNAME) (direct path
+    /// heartbeats failed)").
     pub path: String,
+    /// For a relayed peer: the peer name of the neighbour that relays its frames.
+    #[serde(default)]
+    pub via: Option<String>,
     /// Whether the connection (and tunnel) is encrypted, and how.
     pub encryption: String,
     /// The last error, if any.

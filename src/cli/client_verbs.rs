@@ -227,7 +227,14 @@ pub(crate) fn format_status(r: &StatusReport, part: Option<StatusPart>) -> Strin
             let _ = writeln!(
                 o,
                 "{:<22} {:<27} {:<12} {:<10} {:<8} {}/{:<10} {}",
-                p.address, name, p.path, p.heartbeat, rtt, p.tx_frames, p.rx_frames, p.reason
+                p.address,
+                name,
+                p.path_text(),
+                p.heartbeat,
+                rtt,
+                p.tx_frames,
+                p.rx_frames,
+                p.reason
             );
         }
     }

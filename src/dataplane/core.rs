@@ -341,26 +341,6 @@ impl Core {
         tracing::info!(peer = %wire::Mac(name), %addr, "peer connected");
     }
 
-    /// Feeds every selector the current monitor states and relay routes.
-    pub(super) fn refresh_selectors(&mut self, now: Instant) {
-        let routes = self.routes.clone();
-        for (_, p) in self.peers.iter_mut() {
-            let relay = match (&routes, p.name) {
-                (Some(r), Some(n)) => r.next_hop(mesh::PeerName(n)).is_some_and(|h| h.0 != n),
-                _ => false,
-            };
-            p.update_selector(now, relay);
-            while let Some(change) = p.selector.poll_event() {
-                tracing::info!(
-                    peer = %p.name.map(|n| wire::Mac(n).to_string()).unwrap_or_default(),
-                    "path {} -> {}",
-                    change.from,
-                    change.to
-                );
-            }
-        }
-    }
-
     /// Replaces a peer's announced endpoints: pins their MACs to its ports and answers ARP
     /// for their IPs, withdrawing the ones it no longer announces.
     fn remote_endpoints(&mut self, name: Name, endpoints: &[mesh::Endpoint], now: Instant) {

@@ -52,12 +52,6 @@ impl Core {
         }
     }
 
-    /// The neighbour (peer index) frames for `dst` go through, by the mesh's routes.
-    pub(super) fn next_hop(&self, dst: Name) -> Option<usize> {
-        let hop = self.routes.as_ref()?.next_hop(mesh::PeerName(dst))?;
-        self.peers.index_of_name(&hop.0)
-    }
-
     /// Floods a locally originated frame to every peer of its network. Along this
     /// router's broadcast tree when the mesh has one: a child that is a leaf and has a
     /// working VXLAN path gets plain VXLAN, any other child gets the frame in the tunnel
@@ -204,6 +198,7 @@ impl Core {
         frame: &[u8],
         now: Instant,
     ) {
+        let (via, header) = self.around_dead_link(via, header);
         let Some(peer) = self.peers.get_mut(via) else {
             self.counters.bump("drop", "no_peer");
             return;
@@ -218,7 +213,7 @@ impl Core {
             now,
             vnet,
             frame,
-            header,
+            &header,
             self.tunnel_mtu,
             &mut self.tun,
         );

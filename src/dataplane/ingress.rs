@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use learning::PortId;
 use switch::Verdict;
-use tunnel::crypto::datagram::{self, ClearHeader, DatagramKind, FrameHeader};
+use tunnel::crypto::datagram::{self, ClearHeader, DatagramKind, FrameFlags, FrameHeader};
 use tunnel::{Coalescer, Heartbeat};
 use wire::VnetHdr;
 
@@ -139,7 +139,8 @@ impl Core {
         }
     }
 
-    /// One frame out of the tunnel: delivered here, relayed on, or both (a broadcast).
+    /// One frame out of the tunnel: delivered here, relayed on, or both (a broadcast, or a
+    /// broadcast brought here by a relay to flood on down the origin's tree).
     fn tunnel_frame(
         &mut self,
         header: &FrameHeader,
@@ -161,10 +162,11 @@ impl Core {
                 None => self.counters.bump("drop", "tunnel_unknown_origin"),
             }
         }
-        if here {
+        let subtree = here && header.flags.contains(FrameFlags::SUBTREE);
+        if here && !subtree {
             return;
         }
-        let Ok(onward) = header.relayed() else {
+        let Ok(mut onward) = header.relayed() else {
             self.counters.bump("drop", "tunnel_ttl_exceeded");
             return;
         };
@@ -173,7 +175,9 @@ impl Core {
             return;
         };
         let vnet = VnetHdr::NONE;
-        if broadcast {
+        if broadcast || subtree {
+            onward.destination = BROADCAST;
+            onward.flags = onward.flags.without(FrameFlags::SUBTREE);
             let me = mesh::PeerName(self.local_name);
             for child in routes.broadcast_children(mesh::PeerName(header.origin), me) {
                 if let Some(ci) = self.peers.index_of_name(&child.0) {

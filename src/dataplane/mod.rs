@@ -13,6 +13,7 @@ mod ingress;
 mod local;
 mod peers;
 mod ports;
+mod relay;
 mod status;
 mod timers;
 

@@ -59,6 +59,8 @@ pub(super) struct Peer {
     pub(super) counters: PeerCounters,
     /// Endpoints it announced, per network, so a new announcement can withdraw old ones.
     pub(super) endpoints: Vec<(NetworkId, wire::Mac)>,
+    /// The neighbour its frames are relayed through while it has no direct path.
+    pub(super) relay: Option<Name>,
 }
 
 impl Peer {
@@ -75,6 +77,7 @@ impl Peer {
             ports: HashMap::default(),
             counters: PeerCounters::default(),
             endpoints: Vec::new(),
+            relay: None,
         }
     }
 
@@ -99,6 +102,14 @@ impl Peer {
         matches!(self.selector.policy(), PathPolicy::CleartextAllowed(_))
     }
 
+    /// Whether neither direct path (VXLAN where allowed, the tunnel) works now.
+    pub(super) fn direct_paths_down(&self) -> bool {
+        let down = |s: PathState| matches!(s, PathState::Down { .. });
+        let vxlan = self.vxlan_addr.is_none() || !self.vxlan_allowed() || down(self.vxlan.state());
+        let tunnel = self.tunnel.as_ref().is_none_or(|t| down(t.monitor.state()));
+        vxlan && tunnel
+    }
+
     /// Feeds the monitors' verdicts to the selector.
     pub(super) fn update_selector(&mut self, now: Instant, relay_route: bool) {
         let vxlan = if self.vxlan_addr.is_some() {
@@ -113,7 +124,8 @@ impl Peer {
         self.selector.handle_update(now, vxlan, tunnel, relay_route);
     }
 
-    pub(super) fn report(&self) -> PeerReport {
+    /// Its line in `weft status`; `peers` names the relay of a relayed peer.
+    pub(super) fn report(&self, peers: &Peers) -> PeerReport {
         let (heartbeat, rtt_us) = match self.vxlan.state() {
             PathState::Up { rtt } => ("up", Some(rtt.as_micros() as u64)),
             PathState::Down { .. } => ("down", None),
@@ -140,6 +152,11 @@ impl Peer {
             }
             (choice.path.name().to_string(), reason)
         };
+        let relay = self.relay.filter(|_| self.path() == Path::Relayed);
+        let via_nickname = relay
+            .and_then(|r| peers.index_of_name(&r))
+            .and_then(|i| peers.get(i))
+            .and_then(|p| p.nickname.clone());
         PeerReport {
             address: self
                 .vxlan_addr
@@ -149,6 +166,8 @@ impl Peer {
             nickname: self.nickname.clone(),
             path,
             reason,
+            via: relay.map(|r| wire::Mac(r).to_string()),
+            via_nickname,
             heartbeat: heartbeat.into(),
             rtt_us,
             tx_frames: self.counters.tx_frames,
@@ -290,6 +309,11 @@ impl Peers {
 
     pub(super) fn get_mut(&mut self, i: usize) -> Option<&mut Peer> {
         self.slots.get_mut(i)?.as_mut()
+    }
+
+    /// Every slot index, for walks that need the whole table between steps.
+    pub(super) fn indices(&self) -> std::ops::Range<usize> {
+        0..self.slots.len()
     }
 
     pub(super) fn iter(&self) -> impl Iterator<Item = (usize, &Peer)> {

@@ -38,7 +38,11 @@ impl Core {
                 });
             }
         }
-        let peers = self.peers.iter().map(|(_, p)| p.report()).collect();
+        let peers = self
+            .peers
+            .iter()
+            .map(|(_, p)| p.report(&self.peers))
+            .collect();
         let sc = self.switch.counters();
         let mut counters: BTreeMap<String, u64> = BTreeMap::new();
         for (k, v) in [

@@ -142,10 +142,11 @@ impl Router {
             .iter()
             .map(|c| {
                 let peer = c.peer.map(|n| wire::Mac(n).to_string());
-                let path = peer
+                let report = peer
                     .as_ref()
-                    .and_then(|n| peers.iter().find(|p| p.name.as_ref() == Some(n)))
-                    .map(|p| format!("{} ({})", p.path, p.reason))
+                    .and_then(|n| peers.iter().find(|p| p.name.as_ref() == Some(n)));
+                let path = report
+                    .map(|p| format!("{} ({})", p.path_text(), p.reason))
                     .unwrap_or_else(|| "-".into());
                 ConnectionReport {
                     direction: if c.outbound { "->".into() } else { "<-".into() },
@@ -153,6 +154,7 @@ impl Router {
                     state: c.stage.to_string(),
                     peer,
                     path,
+                    via: report.and_then(|p| p.via.clone()),
                     encryption: c.encryption.clone(),
                     last_error: c.last_error.clone(),
                 }
