@@ -1,6 +1,7 @@
 //! `weft launch`: start the router in the background and return once its API answers,
 //! or run it in the foreground.
 
+use std::ffi::OsString;
 use std::fs::File;
 use std::io::{Read as _, Seek as _, SeekFrom};
 use std::process::{Command, Stdio};
@@ -33,7 +34,8 @@ pub(super) fn run(home: &Home, args: LaunchArgs) -> anyhow::Result<()> {
     for p in &args.peers {
         crate::router::resolve_peer(p, args.vxlan_port)?;
     }
-    let argv = router_argv(&std::env::args().skip(1).collect::<Vec<_>>(), &args)?;
+    // args_os: std::env::args panics on an argument that is not UTF-8 (e.g. a path).
+    let argv = router_argv(&std::env::args_os().skip(1).collect::<Vec<_>>(), &args)?;
     let replaced_vni = State::load(&home.state_file())
         .ok()
         .and_then(|s| crate::router::default_vni(s.default_vni, args.vni).1);
@@ -100,13 +102,14 @@ pub(super) fn run(home: &Home, args: LaunchArgs) -> anyhow::Result<()> {
 /// The router process's arguments: ours with `--foreground` right after the `launch` verb
 /// (after a `--`, anything appended would be taken for a PEER). Checked by parsing them
 /// back, so a command line this cannot place the flag in is an error, not a wrong router.
-fn router_argv(ours: &[String], parsed: &LaunchArgs) -> anyhow::Result<Vec<String>> {
+fn router_argv(ours: &[OsString], parsed: &LaunchArgs) -> anyhow::Result<Vec<OsString>> {
     let mut i = 0;
     let verb = loop {
-        match ours.get(i).map(String::as_str) {
-            Some("--home") => i += 2,
-            Some(a) if a.starts_with("--home=") => i += 1,
-            Some("launch") => break Some(i),
+        // Not-UTF-8 arguments (paths) are fine: none of them is the verb or `--home`.
+        match ours.get(i).map(|a| a.to_str()) {
+            Some(Some("--home")) => i += 2,
+            Some(Some(a)) if a.starts_with("--home=") => i += 1,
+            Some(Some("launch")) => break Some(i),
             _ => break None,
         }
     };
@@ -117,7 +120,7 @@ fn router_argv(ours: &[String], parsed: &LaunchArgs) -> anyhow::Result<Vec<Strin
     });
     let reparsed = argv.as_ref().and_then(|argv| {
         match super::Cli::try_parse_from(
-            std::iter::once("weft").chain(argv.iter().map(String::as_str)),
+            std::iter::once(OsString::from("weft")).chain(argv.iter().cloned()),
         ) {
             Ok(super::Cli {
                 command: super::Command::Launch(a),
@@ -175,8 +178,8 @@ pub(crate) fn running_pid(home: &Home) -> anyhow::Result<Option<u32>> {
 mod tests {
     use super::*;
 
-    fn argv(s: &str) -> Vec<String> {
-        s.split_whitespace().map(String::from).collect()
+    fn argv(s: &str) -> Vec<OsString> {
+        s.split_whitespace().map(OsString::from).collect()
     }
 
     fn launch_args(s: &str) -> LaunchArgs {
@@ -217,6 +220,28 @@ mod tests {
         let parsed = launch_args("launch h1");
         assert!(router_argv(&argv("status"), &parsed).is_err());
         assert!(router_argv(&argv("launch h2"), &parsed).is_err());
+    }
+
+    #[test]
+    fn arguments_that_are_not_utf8_pass_through() {
+        use std::os::unix::ffi::OsStrExt as _;
+        let path = OsString::from(std::ffi::OsStr::from_bytes(b"/tmp/w\xffeft"));
+        let ours = vec![
+            "--home".into(),
+            path.clone(),
+            "launch".into(),
+            "--password-file".into(),
+            path.clone(),
+        ];
+        let want = vec![
+            "--home".into(),
+            path.clone(),
+            "launch".into(),
+            "--foreground".into(),
+            "--password-file".into(),
+            path,
+        ];
+        assert_eq!(router_argv(&ours, &launch_args("launch")).unwrap(), want);
     }
 
     #[test]
