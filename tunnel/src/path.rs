@@ -13,10 +13,12 @@
 //! once its heartbeats have worked for [`PathSelectorConfig::hold`] (hysteresis: a path
 //! that flaps does not drag traffic back and forth), or optimistically while it has
 //! never failed (so a new peer starts on VXLAN, and a fallback to a fresh tunnel is
-//! immediate). With the part-1 monitor defaults (ping every 1 s, down after 3 s without a
-//! pong) a blocked VXLAN path moves to the tunnel within 4 s, and back after VXLAN has
-//! answered for the hold time (3 s by default). The router must keep both monitors
-//! running whatever the choice, so a recovered path is noticed.
+//! immediate). The hold never leaves a peer with no path: when nothing held is usable,
+//! any path not down is taken at once (no traffic flows to drag). With the monitor
+//! defaults (ping every 1 s, down after 3 s without a pong) a blocked VXLAN path moves to
+//! the tunnel within 3 s, and back after VXLAN has answered for the hold time (3 s by
+//! default). The router must keep both monitors running whatever the choice, so a
+//! recovered path is noticed.
 //!
 //! Pure: inputs are the two [`PathState`]s, whether a relay route exists, and `now`;
 //! outputs are [`PathSelector::choice`], [`PathChange`] events and a hold timer.
@@ -318,13 +320,24 @@ impl PathSelector {
     }
 
     fn evaluate(&self, now: Instant) -> PathChoice {
-        let hold = self.config.hold;
+        let held = self.pick(now, true);
+        if held.path != Path::None {
+            return held;
+        }
+        // Hysteresis guards flowing traffic; with none flowing, a path that is not down
+        // beats no path.
+        self.pick(now, false)
+    }
+
+    /// The most preferred usable path; `hold`: whether a path not in use must have
+    /// answered for the hold time first.
+    fn pick(&self, now: Instant, hold: bool) -> PathChoice {
         let current = self.choice.path;
         let usable = |track: &Track, path: Path| {
-            if current == path {
+            if current == path || !hold {
                 !track.is_down()
             } else {
-                track.enterable(now, hold)
+                track.enterable(now, self.config.hold)
             }
         };
         let authenticated = self.policy.password_set();
