@@ -17,25 +17,41 @@ use common::{Capture, Lab, tcp_transfer, wait_for};
 const H1: &str = "192.168.90.1";
 const H2: &str = "192.168.90.2";
 
-/// Two hosts with a container each; `passwords` gives each host's password (None: none).
-fn pair(test: &str, passwords: [Option<&str>; 2]) -> Option<Lab> {
+/// Two linked hosts, h1 and h2, and two container namespaces, c1 and c2.
+fn hosts(test: &str) -> Option<Lab> {
     let mut lab = Lab::new(test)?;
     lab.add_ns(&["h1", "h2", "c1", "c2"]);
     lab.link("h1", &format!("{H1}/24"), "h2", &format!("{H2}/24"));
+    Some(lab)
+}
+
+/// Writes `password` (with the newline an editor adds) to a file in the lab; its path.
+fn password_file(lab: &Lab, name: &str, password: &str) -> String {
+    let file = lab.tmp(name);
+    std::fs::write(&file, format!("{password}\n")).unwrap();
+    file.to_string_lossy().into_owned()
+}
+
+/// Attaches c1 to h1 and c2 to h2.
+fn attach_containers(lab: &mut Lab) {
+    let (c1, c2) = (lab.ns("c1"), lab.ns("c2"));
+    lab.weft_ok("h1", &["attach", &c1, "--ip", "10.90.0.1/24"]);
+    lab.weft_ok("h2", &["attach", &c2, "--ip", "10.90.0.2/24"]);
+}
+
+/// Two hosts with a container each; `passwords` gives each host's password (None: none).
+fn pair(test: &str, passwords: [Option<&str>; 2]) -> Option<Lab> {
+    let mut lab = hosts(test)?;
     for (host, peer, pw) in [("h1", H2, passwords[0]), ("h2", H1, passwords[1])] {
         let mut args = vec!["launch".to_string(), peer.to_string()];
         if let Some(pw) = pw {
-            let file = lab.tmp(&format!("{host}.password"));
-            std::fs::write(&file, format!("{pw}\n")).unwrap();
             args.push("--password-file".into());
-            args.push(file.to_string_lossy().into_owned());
+            args.push(password_file(&lab, &format!("{host}.password"), pw));
         }
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         lab.weft_ok(host, &args);
     }
-    let (c1, c2) = (lab.ns("c1"), lab.ns("c2"));
-    lab.weft_ok("h1", &["attach", &c1, "--ip", "10.90.0.1/24"]);
-    lab.weft_ok("h2", &["attach", &c2, "--ip", "10.90.0.2/24"]);
+    attach_containers(&mut lab);
     Some(lab)
 }
 
@@ -366,15 +382,47 @@ impl Drop for Stream {
 }
 
 #[test]
-fn trusted_subnets_keep_vxlan_with_a_password() {
-    let Some(mut lab) = Lab::new("enc_trusted") else {
+fn weft_password_in_the_environment_works_like_a_password_file() {
+    let Some(mut lab) = hosts("enc_env") else {
         return;
     };
-    lab.add_ns(&["h1", "h2", "c1", "c2"]);
-    lab.link("h1", &format!("{H1}/24"), "h2", &format!("{H2}/24"));
-    let file = lab.tmp("pw");
-    std::fs::write(&file, "trusted\n").unwrap();
-    let file = file.to_string_lossy().into_owned();
+    let file = password_file(&lab, "pw", "from the environment");
+    lab.weft_ok("h1", &["launch", H2, "--password-file", &file]);
+    // An empty variable is a clear error, not "no password".
+    let out = lab.weft_env("h2", &[("WEFT_PASSWORD", "")], &["launch", H1]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("WEFT_PASSWORD is set but empty"), "{err}");
+    let out = lab.weft_env(
+        "h2",
+        &[("WEFT_PASSWORD", "from the environment")],
+        &["launch", H1],
+    );
+    assert!(out.status.success(), "{out:?}\n{}", lab.log("h2"));
+    attach_containers(&mut lab);
+    // Only the same password on both sides gives an authenticated, encrypted path.
+    wait_for("the encrypted path", Duration::from_secs(20), || {
+        (path_to_peer(&lab.status("h2")) == "encrypted").then_some(())
+    });
+    let status = lab.status("h2");
+    assert!(
+        status["encryption"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("password"),
+        "{status}"
+    );
+    let text = lab.weft_ok("h2", &["status", "connections"]);
+    assert!(text.contains("password (authenticated)"), "{text}");
+    lab.assert_ping("c2", "10.90.0.1");
+}
+
+#[test]
+fn trusted_subnets_keep_vxlan_with_a_password() {
+    let Some(mut lab) = hosts("enc_trusted") else {
+        return;
+    };
+    let file = password_file(&lab, "pw", "trusted");
     for (host, peer) in [("h1", H2), ("h2", H1)] {
         lab.weft_ok(
             host,
@@ -388,9 +436,7 @@ fn trusted_subnets_keep_vxlan_with_a_password() {
             ],
         );
     }
-    let (c1, c2) = (lab.ns("c1"), lab.ns("c2"));
-    lab.weft_ok("h1", &["attach", &c1, "--ip", "10.90.0.1/24"]);
-    lab.weft_ok("h2", &["attach", &c2, "--ip", "10.90.0.2/24"]);
+    attach_containers(&mut lab);
     wait_for("the VXLAN path", Duration::from_secs(20), || {
         (path_to_peer(&lab.status("h1")) == "vxlan").then_some(())
     });

@@ -6,7 +6,7 @@
 
 mod common;
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::time::Duration;
 
 use common::{Capture, Lab, frames, tcp_transfer, wait_for};
@@ -151,14 +151,25 @@ fn a_host_joining_through_one_peer_gets_connected_to_all() {
     assert!(peers >= 3, "h4 knows {peers} peers");
 }
 
+/// h1 and h2 linked at `<prefix>.1` and `<prefix>.2`, with a router running on h1.
+fn two_hosts(test: &str, prefix: &str) -> Option<Lab> {
+    let mut lab = Lab::new(test)?;
+    lab.add_ns(&["h1", "h2"]);
+    lab.link(
+        "h1",
+        &format!("{prefix}.1/24"),
+        "h2",
+        &format!("{prefix}.2/24"),
+    );
+    lab.weft_ok("h1", &["launch"]);
+    Some(lab)
+}
+
 #[test]
 fn connect_and_forget_change_the_targets_and_survive_restart() {
-    let Some(mut lab) = Lab::new("mesh_connect") else {
+    let Some(mut lab) = two_hosts("mesh_connect", "192.168.73") else {
         return;
     };
-    lab.add_ns(&["h1", "h2"]);
-    lab.link("h1", "192.168.73.1/24", "h2", "192.168.73.2/24");
-    lab.weft_ok("h1", &["launch"]);
     lab.weft_ok("h2", &["launch"]);
     lab.weft_ok("h1", &["connect", "192.168.73.2"]);
     wait_for("the connection", Duration::from_secs(20), || {
@@ -171,38 +182,49 @@ fn connect_and_forget_change_the_targets_and_survive_restart() {
     lab.weft_ok("h1", &["forget", "192.168.73.99"]);
     let text = lab.weft_ok("h1", &["status", "targets"]);
     assert!(!text.contains("192.168.73.99"), "{text}");
-    // The remembered target brings the connection back after a restart.
+    // The remembered target brings the connection back after a restart, and the router
+    // keeps its peer name: h2 sees the same peer, not a new one.
+    let name = lab.status("h1")["name"].as_str().unwrap().to_string();
     lab.weft_ok("h1", &["stop"]);
     lab.weft_ok("h1", &["launch"]);
+    assert_eq!(
+        lab.status("h1")["name"],
+        name.as_str(),
+        "name after stop/launch"
+    );
     wait_for(
         "the connection after restart",
         Duration::from_secs(20),
         || (established(&lab.status("h1")) == 1).then_some(()),
     );
+    // A crash too.
+    lab.kill9("h1");
+    lab.weft_ok("h1", &["launch"]);
+    assert_eq!(
+        lab.status("h1")["name"],
+        name.as_str(),
+        "name after kill -9"
+    );
+    wait_for("h2 to see h1 again", Duration::from_secs(20), || {
+        let s = lab.status("h2");
+        (established(&s) == 1 && s["peers"].as_array().map_or(0, Vec::len) == 1).then_some(())
+    });
+    assert!(peer(&lab.status("h2"), &name).is_some());
 }
 
 #[test]
 fn garbage_on_the_control_port_is_dropped_and_the_router_carries_on() {
     use std::io::Write as _;
-    let Some(mut lab) = Lab::new("mesh_garbage") else {
+    let Some(mut lab) = two_hosts("mesh_garbage", "192.168.74") else {
         return;
     };
-    lab.add_ns(&["h1", "h2"]);
-    lab.link("h1", "192.168.74.1/24", "h2", "192.168.74.2/24");
-    lab.weft_ok("h1", &["launch"]);
-    let h2 = lab.ns("h2");
     for junk in [
         &b"GET / HTTP/1.0\r\n\r\n"[..],
         b"weft\x00\x09\x00\x09",
         b"weft\x00\x01\x00\x01\xff\xff\xff\xff garbage",
         &[0u8; 4096],
     ] {
-        let fd = weft::netns::NetnsTarget::Name(h2.clone()).open().unwrap();
-        let mut s = weft::netns::run_in_netns(std::os::fd::AsFd::as_fd(&fd), || {
-            std::net::TcpStream::connect(("192.168.74.1", 6783))
-        })
-        .unwrap()
-        .unwrap();
+        let mut s = connect_from(&lab, "h2", "192.168.74.1:6783");
         let _ = s.write_all(junk);
     }
     // A real router still connects, and h1 still answers its API.
@@ -332,4 +354,68 @@ fn a_neighbour_behind_blocked_udp_is_relayed_through_a_third_host_and_returns() 
         (path(&mut lab, "h1", &h3_name).as_deref() == Some("vxlan")).then_some(())
     });
     lab.assert_ping("c1", "10.81.0.3");
+}
+
+/// A TCP connection from inside `host`'s namespace.
+fn connect_from(lab: &Lab, host: &str, addr: &str) -> TcpStream {
+    let fd = weft::netns::NetnsTarget::Name(lab.ns(host)).open().unwrap();
+    let addr: SocketAddr = addr.parse().unwrap();
+    weft::netns::run_in_netns(std::os::fd::AsFd::as_fd(&fd), || TcpStream::connect(addr))
+        .unwrap()
+        .unwrap()
+}
+
+#[test]
+fn a_half_open_control_connection_is_dropped_at_its_deadline_while_a_real_peer_connects() {
+    use std::io::{Read as _, Write as _};
+    let Some(mut lab) = two_hosts("mesh_half_open", "192.168.75") else {
+        return;
+    };
+    // One connection says nothing; one sends 3 of the 8 preamble bytes and stops.
+    let silent = connect_from(&lab, "h2", "192.168.75.1:6783");
+    let mut partial = connect_from(&lab, "h2", "192.168.75.1:6783");
+    partial.write_all(b"wef").unwrap();
+    let opened = std::time::Instant::now();
+    // Meanwhile a real router connects.
+    lab.weft_ok("h2", &["launch", "192.168.75.1"]);
+    wait_for("a legitimate connection", Duration::from_secs(20), || {
+        (established(&lab.status("h1")) == 1).then_some(())
+    });
+    let open = lab.status("h1")["connections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["state"] != "established" && c["last_error"].is_null())
+        .count();
+    assert_eq!(
+        open, 2,
+        "the half-open connections while the peer connected"
+    );
+    // h1 closes both (its preamble may come first), after its handshake deadline.
+    for mut s in [silent, partial] {
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let mut got = Vec::new();
+        match s.read_to_end(&mut got) {
+            Ok(_) => {}
+            Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}"),
+        }
+    }
+    let took = opened.elapsed();
+    eprintln!("half-open connections closed after {took:?}");
+    assert!(took < Duration::from_secs(20), "closed only after {took:?}");
+    let status = wait_for("the reasons in status", Duration::from_secs(10), || {
+        let s = lab.status("h1");
+        let timeouts = s["connections"].as_array().map_or(0, |c| {
+            c.iter()
+                .filter(|c| {
+                    c["last_error"]
+                        .as_str()
+                        .is_some_and(|e| e.contains("handshake timeout"))
+                })
+                .count()
+        });
+        // The failure log keeps one entry per remote IP.
+        (timeouts == 1).then_some(s)
+    });
+    assert_eq!(established(&status), 1, "{status}");
 }

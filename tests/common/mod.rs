@@ -155,6 +155,11 @@ impl Lab {
 
     /// Runs `weft --home <host's home> ARGS` inside the host namespace.
     pub fn weft(&mut self, host: &str, args: &[&str]) -> Output {
+        self.weft_env(host, &[], args)
+    }
+
+    /// Like [`weft`](Self::weft), with extra environment variables (e.g. `WEFT_PASSWORD`).
+    pub fn weft_env(&mut self, host: &str, env: &[(&str, &str)], args: &[&str]) -> Output {
         let home = self.home(host);
         if !self.homes.contains(&home) {
             self.homes.push(home.clone());
@@ -165,6 +170,7 @@ impl Lab {
             .arg("--home")
             .arg(&home)
             .args(args)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .output()
             .expect("run weft")
