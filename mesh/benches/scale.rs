@@ -17,7 +17,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion};
-use mesh::sim::{NodeId, Sim};
+use mesh::sim::{ChangeCost, NodeId, Sim};
 use mesh::topology::Topology;
 use mesh::{
     ConnId, ConnectionRecord, Direction, Endpoint, Hello, Mesh, MeshConfig, Message, Nickname,
@@ -168,53 +168,21 @@ fn endpoint(n: u8) -> Endpoint {
     }
 }
 
-struct Measured {
-    agreed: usize,
-    mean_bytes: f64,
-    max_bytes: u64,
-}
-
-/// Lets earlier changes play out (replacement dials wait about a second), then applies
-/// `change` and counts rounds until every live peer agrees: one component, no handshake
-/// pending, every peer holding every current record, consistent routes and broadcast
-/// trees, equal endpoint views. Bytes are counted from the change until 20 rounds after
-/// agreement (late duplicates included).
-fn measure(sim: &mut Sim, change: impl FnOnce(&mut Sim)) -> Measured {
-    sim.run_for(Duration::from_secs(3));
-    sim.run_until_converged(1000).unwrap();
-    sim.reset_bytes();
-    change(sim);
-    let mut agreed = None;
-    let mut rounds = 0;
-    while agreed.is_none_or(|at| rounds < at + 20) {
-        sim.step();
-        rounds += 1;
-        if agreed.is_none()
-            && !sim.has_pending_links()
-            && sim.components().len() == 1
-            && sim.quick_check().is_ok()
-            && sim.check().is_ok()
-        {
-            agreed = Some(rounds);
-        }
-        assert!(rounds < 1000, "views never agreed");
-    }
-    let live = sim.live();
-    let bytes: Vec<u64> = live.iter().map(|&id| sim.bytes_sent(id)).collect();
-    Measured {
-        agreed: agreed.unwrap_or(rounds),
-        mean_bytes: bytes.iter().sum::<u64>() as f64 / live.len() as f64,
-        max_bytes: bytes.iter().copied().max().unwrap_or(0),
-    }
+/// Lets earlier changes play out (replacement dials wait about a second), applies
+/// `change` and counts rounds until every live peer agrees; bytes until 20 rounds later.
+fn measure(sim: &mut Sim, change: impl FnOnce(&mut Sim)) -> ChangeCost {
+    sim.measure_change(Duration::from_secs(3), 20, 1000, change)
+        .unwrap()
 }
 
 fn report() {
     println!("Mesh convergence after one change (deterministic simulator, seed 42).");
     println!("Peers use conn_limit 24, discovery_degree 6 and join 100 at a time, one second");
-    println!("apart, each through one random earlier peer. One round = one gossip hop (10 ms");
-    println!("virtual). Rounds count until every peer holds every current record and routes,");
-    println!("broadcast trees and endpoint views agree. Bytes = all control bytes a peer sent,");
-    println!("frames included, from the change until 20 rounds after agreement.");
+    println!("apart, each through one random earlier peer; then 90 s for the redials of shed");
+    println!("connections to play out. One round = one gossip hop (10 ms virtual). Rounds count");
+    println!("until every peer holds every current record and routes, broadcast trees and");
+    println!("endpoint views agree. Bytes = all control bytes a peer sent, frames included,");
+    println!("from the change until 20 rounds after agreement.");
     println!();
     println!(
         "| peers | avg degree | change | rounds to agree | bytes/peer (mean) | bytes/peer (max) |"
@@ -238,14 +206,16 @@ fn report() {
             }
             sim.run_for(Duration::from_secs(1));
         }
-        sim.run_for(Duration::from_secs(5));
+        // Let the joins' tail play out: full peers shed connections and the shed peers
+        // redial their named targets with backoff (capped at 60 s, ±50%).
+        sim.run_for(Duration::from_secs(90));
         sim.run_until_converged(1000).unwrap();
         assert_eq!(sim.components().len(), 1, "{n} peers did not form one mesh");
         let degree = 2.0 * sim.established_links().len() as f64 / n as f64;
-        let row = |change: &str, m: Measured| {
+        let row = |change: &str, m: ChangeCost| {
             println!(
                 "| {n} | {degree:.1} | {change} | {} | {:.0} | {} |",
-                m.agreed, m.mean_bytes, m.max_bytes
+                m.rounds, m.mean_bytes, m.max_bytes
             );
         };
         let m = measure(&mut sim, |_| {});

@@ -78,6 +78,17 @@ pub enum SimError {
     Endpoints(String),
 }
 
+/// What one change cost the mesh ([`Sim::measure_change`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ChangeCost {
+    /// Rounds (gossip hops) until every live peer agreed.
+    pub rounds: usize,
+    /// Control bytes a live peer sent, on average.
+    pub mean_bytes: f64,
+    /// Control bytes of the peer that sent the most.
+    pub max_bytes: u64,
+}
+
 /// Outcome of one dial attempt, logged for tests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DialOutcome {
@@ -703,6 +714,57 @@ impl Sim {
         Err(SimError::NotConverged {
             rounds: max_rounds,
             detail,
+        })
+    }
+
+    /// Measures one change the way the scale report and the 1000-peer test count it:
+    /// lets earlier changes play out (`settle` of virtual time, then convergence), applies
+    /// `change`, and counts rounds until every live peer agrees — one component, no
+    /// handshake pending, [`Sim::check`] passing — within `max_rounds`. Bytes are counted
+    /// from the change until `tail` rounds after agreement, so late duplicates count too.
+    pub fn measure_change(
+        &mut self,
+        settle: Duration,
+        tail: usize,
+        max_rounds: usize,
+        change: impl FnOnce(&mut Self),
+    ) -> Result<ChangeCost, SimError> {
+        self.run_for(settle);
+        // Settling is not what is measured: give it a generous bound of its own.
+        self.run_until_converged(max_rounds.max(1000))?;
+        self.reset_bytes();
+        change(self);
+        let mut agreed = None;
+        let mut rounds = 0;
+        let mut detail = String::new();
+        while agreed.is_none_or(|at| rounds < at + tail) {
+            self.step();
+            rounds += 1;
+            if agreed.is_none() {
+                let verdict = if self.has_pending_links() {
+                    Err("handshakes still pending".to_owned())
+                } else if self.components().len() != 1 {
+                    Err("more than one component".to_owned())
+                } else {
+                    self.quick_check()
+                        .and_then(|()| self.check())
+                        .map_err(|e| e.to_string())
+                };
+                match verdict {
+                    Ok(()) => agreed = Some(rounds),
+                    Err(e) => detail = e,
+                }
+            }
+            if agreed.is_none() && rounds >= max_rounds {
+                return Err(SimError::NotConverged { rounds, detail });
+            }
+        }
+        let live = self.live();
+        let bytes: Vec<u64> = live.iter().map(|&id| self.bytes_sent(id)).collect();
+        Ok(ChangeCost {
+            rounds: agreed.unwrap_or(rounds),
+            mean_bytes: bytes.iter().sum::<u64>() as f64 / live.len().max(1) as f64,
+            max_bytes: bytes.iter().copied().max().unwrap_or(0),
         })
     }
 
