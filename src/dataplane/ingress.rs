@@ -35,7 +35,10 @@ impl Core {
                 return None;
             }
         };
-        let peer = self.peers.get_mut(pi)?;
+        let Some(peer) = self.peers.get_mut(pi) else {
+            self.counters.bump("drop", "vxlan_unknown_peer");
+            return None;
+        };
         if !peer.vxlan_allowed() {
             // A password is set and this peer's subnet is not trusted: cleartext from it
             // could be anyone's.
@@ -102,10 +105,14 @@ impl Core {
         now: Instant,
     ) {
         let len = buf.len() as u64;
+        // A session index outlives its tunnel only between a teardown and the index
+        // map's update; what arrives in that gap is still a counted drop.
         let Some(peer) = self.peers.get_mut(pi) else {
+            self.counters.bump("drop", "tunnel_unknown_session");
             return;
         };
         let Some(tunnel) = peer.tunnel.as_mut() else {
+            self.counters.bump("drop", "tunnel_unknown_session");
             return;
         };
         let opened = match tunnel.session.open(now, buf) {
