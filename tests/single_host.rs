@@ -490,6 +490,14 @@ fn a_saved_peer_that_stops_resolving_does_not_block_relaunch_and_is_dialled_once
         "{}",
         lab.log("h")
     );
+    // An operator sees it waiting, and why, without reading the log.
+    let targets = lab.weft_ok("h", &["status", "targets"]);
+    let line = targets
+        .lines()
+        .find(|l| l.starts_with("weft-saved-peer"))
+        .unwrap_or_else(|| panic!("no line for the unresolved saved peer:\n{targets}"));
+    assert!(line.contains("resolving"), "{targets}");
+    assert!(line.contains("cannot resolve peer"), "{targets}");
 
     // The name resolves again (elsewhere): the router dials it without a relaunch.
     hosts.set("192.0.2.8 weft-saved-peer\n");
@@ -502,6 +510,8 @@ fn a_saved_peer_that_stops_resolving_does_not_block_relaunch_and_is_dialled_once
                 .then_some(())
         },
     );
+    let targets = lab.weft_ok("h", &["status", "targets"]);
+    assert!(!targets.contains("resolving"), "{targets}");
 }
 
 #[test]

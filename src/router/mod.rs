@@ -159,7 +159,7 @@ impl Router {
                 Ok(a) => peers.push(a),
                 Err(e) => {
                     tracing::warn!("saved peer {t}: {e:#}; retrying in the background");
-                    unresolved.push(t.clone());
+                    unresolved.push((t.clone(), format!("{e:#}")));
                 }
             }
         }

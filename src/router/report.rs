@@ -34,7 +34,10 @@ impl Router {
             })
             .collect();
         let mut counters = dp.counters;
-        let (connections, targets) = self.mesh_reports(&dp.peers, &mut counters);
+        let (connections, mut targets) = self.mesh_reports(&dp.peers, &mut counters);
+        if let Some(pending) = &self.pending_peers {
+            targets.extend(pending.reports(|spec| self.state.targets.iter().any(|t| t == spec)));
+        }
         Ok(StatusReport {
             version: env!("CARGO_PKG_VERSION").to_string(),
             name: self.config.name.to_string(),
