@@ -4,13 +4,16 @@
 //! (more namespaces), launches a weft router on each host, attaches the containers,
 //! exposes one host, shows the containers talking on one host and across hosts, prints
 //! status, and removes everything again (or leaves it with `--keep`). Only namespaces it
-//! created are touched; their names start with `wfdemo<pid>`.
+//! created are touched; their names start with `wfdemo<pid>`. Ctrl-C (or SIGTERM, SIGHUP)
+//! ends the demo after the step in progress and still removes everything.
 
 use std::io::{Read as _, Write as _};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::os::fd::AsFd as _;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -191,12 +194,38 @@ fn tcp_probe(
     Ok(bytes as f64 / start.elapsed().as_secs_f64())
 }
 
+/// The demo was interrupted by a signal; the lab was removed. `main` exits 130 for it.
+#[derive(Debug, thiserror::Error)]
+#[error("interrupted; the lab was removed")]
+pub struct Interrupted;
+
+/// Blocks the stop signals in this thread (so in every thread and child started after it:
+/// the routers the demo launches block them anyway, to read them from a signal thread)
+/// and raises the returned flag when one arrives. Without this, Ctrl-C would kill the demo
+/// before `DemoLab::drop` and leave namespaces and routers behind.
+fn watch_stop_signals() -> anyhow::Result<Arc<AtomicBool>> {
+    let signals = crate::daemon::block_stop_signals()?;
+    let flag = Arc::new(AtomicBool::new(false));
+    let raised = Arc::clone(&flag);
+    std::thread::Builder::new()
+        .name("weft-lab-signals".into())
+        .spawn(move || {
+            if let Ok(sig) = signals.wait() {
+                println!("\n==> {sig:?}: stopping after this step, then removing the lab");
+                raised.store(true, Ordering::SeqCst);
+            }
+        })
+        .context("cannot start the signal thread")?;
+    Ok(flag)
+}
+
 /// Runs the demo.
 pub fn demo(args: &LabDemoArgs) -> anyhow::Result<()> {
     anyhow::ensure!(
         nix::unistd::geteuid().is_root(),
         "weft lab demo needs root (it creates network namespaces)"
     );
+    let interrupted = watch_stop_signals()?;
     let prefix = format!("wfdemo{}", std::process::id());
     let tmp = std::env::temp_dir().join(&prefix);
     std::fs::create_dir_all(&tmp)?;
@@ -207,9 +236,41 @@ pub fn demo(args: &LabDemoArgs) -> anyhow::Result<()> {
         hosts: Vec::new(),
         keep: args.keep,
     };
-    let step = |s: &str| println!("\n==> {s}");
+    let step = |s: &str| -> Result<(), Interrupted> {
+        if interrupted.load(Ordering::SeqCst) {
+            return Err(Interrupted);
+        }
+        println!("\n==> {s}");
+        Ok(())
+    };
 
-    step("building two hosts joined by an underlay link (192.168.77.0/24), and three containers");
+    let result = run_steps(&mut lab, &step);
+    if interrupted.load(Ordering::SeqCst) {
+        // Whatever the step in progress made of the signal, the user asked to stop: the
+        // lab goes, even with --keep.
+        lab.keep = false;
+        return Err(Interrupted.into());
+    }
+    result?;
+
+    if args.keep {
+        println!(
+            "\nThe lab is still running (namespaces {p}h1 {p}h2 {p}c1 {p}c2 {p}c3; homes under {t}). Clean up with:\n  for h in h1 h2; do ip netns exec {p}$h weft --home {t}/$h reset; done\n  for n in h1 h2 c1 c2 c3; do ip netns delete {p}$n; done; rm -r {t}",
+            p = lab.prefix,
+            t = lab.tmp.display(),
+        );
+    } else {
+        println!("\n==> cleaning up");
+    }
+    Ok(())
+}
+
+/// The demo's steps; `step` announces each one, or stops the demo if a signal came.
+fn run_steps(
+    lab: &mut DemoLab,
+    step: &dyn Fn(&str) -> Result<(), Interrupted>,
+) -> anyhow::Result<()> {
+    step("building two hosts joined by an underlay link (192.168.77.0/24), and three containers")?;
     for ns in ["h1", "h2", "c1", "c2", "c3"] {
         lab.add_ns(ns)?;
     }
@@ -220,27 +281,27 @@ pub fn demo(args: &LabDemoArgs) -> anyhow::Result<()> {
         Ipv4Addr::new(192, 168, 77, 2),
     )?;
 
-    step("launching a weft router on each host, each naming the other as its peer");
+    step("launching a weft router on each host, each naming the other as its peer")?;
     print!("h1: {}", lab.weft("h1", &["launch", "192.168.77.2"])?);
     print!("h2: {}", lab.weft("h2", &["launch", "192.168.77.1"])?);
 
-    step("attaching c1, c2 to h1 and c3 to h2 on the default network (10.40.0.0/24)");
+    step("attaching c1, c2 to h1 and c3 to h2 on the default network (10.40.0.0/24)")?;
     let c = |n: &str, lab: &DemoLab| lab.ns_name(n);
     for (host, ctr, ip) in [
         ("h1", "c1", "10.40.0.1/24"),
         ("h1", "c2", "10.40.0.2/24"),
         ("h2", "c3", "10.40.0.3/24"),
     ] {
-        let name = c(ctr, &lab);
+        let name = c(ctr, lab);
         print!(
             "{host}: {}",
             lab.weft(host, &["attach", &name, "--ip", ip])?
         );
     }
-    step("exposing host h1 on the network as 10.40.0.254");
+    step("exposing host h1 on the network as 10.40.0.254")?;
     lab.weft("h1", &["expose", "10.40.0.254/24"])?;
 
-    step("containers talking");
+    step("containers talking")?;
     for (from, to, ip, what) in [
         ("c1", "c2", Ipv4Addr::new(10, 40, 0, 2), "same host"),
         (
@@ -251,7 +312,7 @@ pub fn demo(args: &LabDemoArgs) -> anyhow::Result<()> {
         ),
         ("h1", "c3", Ipv4Addr::new(10, 40, 0, 3), "host h1 to c3"),
     ] {
-        let rtt = udp_probe(&lab, from, to, ip)?;
+        let rtt = udp_probe(lab, from, to, ip)?;
         println!(
             "  {from} -> {to} ({what}): UDP echo in {:.2} ms",
             rtt.as_secs_f64() * 1e3
@@ -261,26 +322,17 @@ pub fn demo(args: &LabDemoArgs) -> anyhow::Result<()> {
         ("c1", "c2", Ipv4Addr::new(10, 40, 0, 2), "same host"),
         ("c1", "c3", Ipv4Addr::new(10, 40, 0, 3), "across hosts"),
     ] {
-        let rate = tcp_probe(&lab, from, to, ip, 64 << 20)?;
+        let rate = tcp_probe(lab, from, to, ip, 64 << 20)?;
         println!(
             "  {from} -> {to} ({what}): 64 MiB over TCP at {:.2} Gbit/s",
             rate * 8.0 / 1e9
         );
     }
 
-    step("weft status on h1");
+    step("weft status on h1")?;
     print!("{}", lab.weft("h1", &["status"])?);
-    step("weft ps on h1");
+    step("weft ps on h1")?;
     print!("{}", lab.weft("h1", &["ps"])?);
 
-    if args.keep {
-        println!(
-            "\nThe lab is still running (namespaces {p}h1 {p}h2 {p}c1 {p}c2 {p}c3; homes under {t}). Clean up with:\n  for h in h1 h2; do ip netns exec {p}$h weft --home {t}/$h reset; done\n  for n in h1 h2 c1 c2 c3; do ip netns delete {p}$n; done; rm -r {t}",
-            p = lab.prefix,
-            t = lab.tmp.display(),
-        );
-    } else {
-        step("cleaning up");
-    }
     Ok(())
 }
