@@ -6,7 +6,7 @@
 
 mod common;
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use common::{Capture, Lab, frames, tcp_transfer, udp_socket_in, wait_for};
@@ -254,49 +254,81 @@ fn a_kernel_vxlan_host_interoperates() {
     );
 }
 
-#[test]
-fn a_df_packet_too_big_for_the_overlay_gets_frag_needed_and_tcp_still_completes() {
-    let Some(mut lab) = Lab::new("pmtu") else {
+/// c1 on h1 claims an MTU of 1500 although the path carries 1450 inside VXLAN; c3 on h2
+/// has the overlay MTU. A ping from c1 that fits c1's link but not the path, and may not
+/// be fragmented (IPv4 DF; any IPv6), gets weft's ICMP error (`error` in ping's words,
+/// counted as `counter_name`) with the overlay MTU; c1's kernel learns the path MTU from
+/// it; and a TCP transfer to c3 completes intact.
+fn too_big_for_the_overlay(
+    test: &str,
+    (c1_cidr, c3_cidr): (&str, &str),
+    error: &str,
+    counter_name: &str,
+    port: u16,
+) {
+    let Some(mut lab) = Lab::new(test) else {
         return;
     };
     lab.add_ns(&["h1", "h2", "c1", "c3"]);
     lab.link("h1", &format!("{H1}/24"), "h2", &format!("{H2}/24"));
     lab.weft_ok("h1", &["launch", H2]);
     lab.weft_ok("h2", &["launch", H1]);
-    // c1's interface claims 1500 although the path carries 1450 inside VXLAN.
     let c1 = lab.ns("c1");
-    lab.weft_ok(
-        "h1",
-        &["attach", &c1, "--ip", "10.33.0.1/24", "--mtu", "1500"],
-    );
+    lab.weft_ok("h1", &["attach", &c1, "--ip", c1_cidr, "--mtu", "1500"]);
     let c3 = lab.ns("c3");
-    lab.weft_ok("h2", &["attach", &c3, "--ip", "10.33.0.3/24"]);
-    lab.assert_ping("c1", "10.33.0.3");
-    let out = lab.exec(
-        "c1",
-        &[
-            "ping",
-            "-c",
-            "1",
-            "-W",
-            "2",
-            "-M",
-            "do",
-            "-s",
-            "1472",
-            "10.33.0.3",
-        ],
-    );
+    lab.weft_ok("h2", &["attach", &c3, "--ip", c3_cidr]);
+    let to: IpAddr = c3_cidr.split('/').next().unwrap().parse().unwrap();
+    let (family, headers) = if to.is_ipv6() {
+        // The kernel sends from an address only once duplicate address detection is done.
+        lab.wait_ipv6_ready("c1");
+        lab.wait_ipv6_ready("c3");
+        ("-6", 40 + 8)
+    } else {
+        ("-4", 20 + 8)
+    };
+    let ip = to.to_string();
+    // Over IPv6 this needs neighbour discovery, solicited-node multicast (33:33:ff:..),
+    // across the hosts.
+    lab.assert_ping("c1", &ip);
+    let size = (1500 - headers).to_string();
+    let ping = [
+        "ping", family, "-c", "1", "-W", "2", "-M", "do", "-s", &size, &ip,
+    ];
+    let out = lab.exec("c1", &ping);
     let text =
         String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     assert!(
-        text.contains("Frag needed") && text.contains("1450"),
-        "no frag-needed: {text}"
+        text.contains(error) && text.contains("1450"),
+        "no {error:?} with mtu 1450: {text}"
     );
-    assert!(counter(&lab.status("h1"), "pmtu.frag_needed_sent") >= 1);
+    let status = lab.status("h1");
+    assert!(counter(&status, counter_name) >= 1, "{status}");
     // The kernel learned the path MTU from it.
-    let route = lab.exec_ok("c1", &["ip", "route", "get", "10.33.0.3"]);
+    let route = lab.exec_ok("c1", &["ip", family, "route", "get", &ip]);
     assert!(route.contains("mtu 1450"), "{route}");
-    let (sent, received, n) = tcp_transfer(&c1, &c3, Ipv4Addr::new(10, 33, 0, 3), 5005, 20 << 20);
+    let (sent, received, n) = tcp_transfer(&c1, &c3, to, port, 20 << 20);
     assert_eq!((n, sent), (20 << 20, received));
+}
+
+#[test]
+fn a_df_packet_too_big_for_the_overlay_gets_frag_needed_and_tcp_still_completes() {
+    too_big_for_the_overlay(
+        "pmtu",
+        ("10.33.0.1/24", "10.33.0.3/24"),
+        "Frag needed",
+        "pmtu.frag_needed_sent",
+        5005,
+    );
+}
+
+#[test]
+fn an_ipv6_packet_too_big_for_the_overlay_gets_packet_too_big_and_tcp_still_completes() {
+    // IPv6 only (ULA), no IPv4 address on either container.
+    too_big_for_the_overlay(
+        "pmtu6",
+        ("fd5a:33::1/64", "fd5a:33::3/64"),
+        "Packet too big",
+        "pmtu.packet_too_big_sent",
+        5006,
+    );
 }

@@ -270,6 +270,22 @@ impl Lab {
         );
     }
 
+    /// Waits until no IPv6 address in `ns` is still tentative (duplicate address
+    /// detection takes about a second after an address is set; until then the kernel
+    /// will not send from it), and panics if detection failed for any.
+    pub fn wait_ipv6_ready(&self, ns: &str) {
+        wait_for(
+            &format!("IPv6 duplicate address detection in {ns}"),
+            Duration::from_secs(10),
+            || {
+                let failed = self.exec_ok(ns, &["ip", "-6", "addr", "show", "dadfailed"]);
+                assert!(failed.trim().is_empty(), "DAD failed in {ns}: {failed}");
+                let tentative = self.exec_ok(ns, &["ip", "-6", "addr", "show", "tentative"]);
+                tentative.trim().is_empty().then_some(())
+            },
+        );
+    }
+
     /// A temp path inside the lab.
     pub fn tmp(&self, name: &str) -> PathBuf {
         self.tmp.join(name)
@@ -401,20 +417,27 @@ pub fn udp_socket_in(ns: &str, bind: std::net::SocketAddr) -> std::net::UdpSocke
 
 /// Sends `bytes` of deterministic pseudo-random data over TCP from `from_ns` to
 /// `to_ip:port` in `to_ns` (full names) and returns (hash sent, hash received, bytes received).
+/// `to_ip` is IPv4 or IPv6; the listener binds the unspecified address of its family.
 pub fn tcp_transfer(
     from_ns: &str,
     to_ns: &str,
-    to_ip: std::net::Ipv4Addr,
+    to_ip: impl Into<std::net::IpAddr>,
     port: u16,
     bytes: usize,
 ) -> (u64, u64, usize) {
     use std::hash::Hasher as _;
     use std::io::{Read as _, Write as _};
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+    let to_ip: IpAddr = to_ip.into();
+    let any = match to_ip {
+        IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+    };
     let to_fd = netns::NetnsTarget::Name(to_ns.to_string())
         .open()
         .expect("open namespace");
     let listener = netns::run_in_netns(to_fd.as_fd(), move || {
-        std::net::TcpListener::bind((std::net::Ipv4Addr::UNSPECIFIED, port))
+        std::net::TcpListener::bind(SocketAddr::new(any, port))
     })
     .expect("enter namespace")
     .expect("listen");
@@ -441,7 +464,7 @@ pub fn tcp_transfer(
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             match std::net::TcpStream::connect_timeout(
-                &(to_ip, port).into(),
+                &SocketAddr::new(to_ip, port),
                 Duration::from_secs(2),
             ) {
                 Ok(s) => return s,
@@ -449,7 +472,7 @@ pub fn tcp_transfer(
                     let _ = e;
                     std::thread::sleep(Duration::from_millis(100));
                 }
-                Err(e) => panic!("connect to {to_ip}:{port}: {e}"),
+                Err(e) => panic!("connect to {}: {e}", SocketAddr::new(to_ip, port)),
             }
         }
     })
