@@ -10,6 +10,7 @@ use std::time::Instant;
 use foldhash::fast::FixedState;
 use learning::{NetworkId, PortId};
 use switch::{PortKind, Switch};
+use tunnel::crypto::datagram::FramePacker;
 use tunnel::crypto::session::{SessionConfig, TunnelSession};
 use tunnel::path::PathPolicy;
 use tunnel::{PathMonitor, PathMonitorConfig, PmtuGuard};
@@ -60,6 +61,10 @@ pub(super) struct Core {
     pub(super) rx_tun: Vec<u8>,
     /// Ports with frames pending in the current batch.
     pub(super) dirty: Vec<PortId>,
+    /// Peers whose tunnel packer holds frames (sealed and sent by `flush_tunnel`).
+    pub(super) tun_dirty: Vec<usize>,
+    /// The longest tunnel datagram the path carries: small frames are packed up to it.
+    pub(super) tunnel_datagram_max: usize,
     pub(super) counters: EngineCounters,
     /// IP MTU of the VXLAN path (the overlay MTU containers get).
     pub(super) overlay_mtu: usize,
@@ -330,6 +335,7 @@ impl Core {
                     session,
                     addr: SocketAddr::new(addr, tunnel_port),
                     monitor: PathMonitor::new(local, PathMonitorConfig::default(), now),
+                    packer: FramePacker::default(),
                 });
                 self.peers.set_session_index(pi, local_index);
             }

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use learning::PortId;
-use tunnel::crypto::datagram::{self, DEFAULT_TTL, FrameFlags, FrameHeader};
+use tunnel::crypto::datagram::{self, DEFAULT_TTL, FrameFlags, FrameHeader, PushError};
 use tunnel::path::Path;
 use tunnel::{PmtuVerdict, Vni, VxlanHeader};
 use wire::VnetHdr;
@@ -188,8 +188,9 @@ impl Core {
         self.forward_tunnel(via, &header, vnet, frame, now);
     }
 
-    /// Seals a frame record for neighbour `via` and sends it (a super-frame becomes one
-    /// GSO batch of sealed datagrams).
+    /// Sends a frame record to neighbour `via`: a single frame joins the datagram packed
+    /// for `via` during this batch (sealed and sent by `flush_tunnel`), a super-frame
+    /// becomes one GSO batch of sealed datagrams.
     pub(super) fn forward_tunnel(
         &mut self,
         via: usize,
@@ -199,6 +200,11 @@ impl Core {
         now: Instant,
     ) {
         let (via, header) = self.around_dead_link(via, header);
+        if !vnet.is_gso() && self.pack_tunnel(via, &header, vnet, frame, now) {
+            return;
+        }
+        // Frames of a flow stay in order: what waits for this peer goes first.
+        self.flush_tunnel_peer(via, now);
         let Some(peer) = self.peers.get_mut(via) else {
             self.counters.bump("drop", "no_peer");
             return;
@@ -232,6 +238,88 @@ impl Core {
             Err(e) => {
                 let lost = seg.count.saturating_sub(e.sent) as u64;
                 self.counters.add("drop", "tunnel_send_failed", lost);
+                tracing::trace!(%addr, "tunnel send failed: {e}");
+            }
+        }
+    }
+
+    /// Adds a single frame to `via`'s datagram in the making (sealing the full one first);
+    /// false when it must go on its own (too big to share: the oversized path sends it).
+    fn pack_tunnel(
+        &mut self,
+        via: usize,
+        header: &FrameHeader,
+        vnet: &VnetHdr,
+        frame: &[u8],
+        now: Instant,
+    ) -> bool {
+        for first_try in [true, false] {
+            let Some(tunnel) = self.peers.get_mut(via).and_then(|p| p.tunnel.as_mut()) else {
+                return false;
+            };
+            let was_empty = tunnel.packer.is_empty();
+            match tunnel
+                .packer
+                .push_frame(header, vnet, frame, self.tunnel_datagram_max)
+            {
+                Ok(()) => {
+                    if was_empty {
+                        self.tun_dirty.push(via);
+                    }
+                    return true;
+                }
+                Err(PushError::Full) if first_try => self.flush_tunnel_peer(via, now),
+                Err(e @ (PushError::FrameTooShort | PushError::BadChecksumOffsets)) => {
+                    // Not sendable either way: counted, and done with.
+                    self.counters.bump("drop", e.name());
+                    return true;
+                }
+                Err(PushError::Full | PushError::FrameTooLarge) => return false,
+            }
+        }
+        false
+    }
+
+    /// Seals and sends every datagram the current batch packed.
+    pub(super) fn flush_tunnel(&mut self, now: Instant) {
+        let dirty = std::mem::take(&mut self.tun_dirty);
+        for &pi in &dirty {
+            self.flush_tunnel_peer(pi, now);
+        }
+        self.tun_dirty = dirty;
+        self.tun_dirty.clear();
+    }
+
+    /// Seals and sends the frames waiting for peer `pi`, if any.
+    fn flush_tunnel_peer(&mut self, pi: usize, now: Instant) {
+        let Some(peer) = self.peers.get_mut(pi) else {
+            return;
+        };
+        let Some(tunnel) = peer.tunnel.as_mut() else {
+            return;
+        };
+        let frames = tunnel.packer.frames() as u64;
+        if frames == 0 {
+            return;
+        }
+        let addr = tunnel.addr;
+        let dgram = match tunnel.packer.seal(&mut tunnel.session, now) {
+            Ok(d) => d,
+            Err(e) => {
+                self.counters.add("drop", e.name(), frames);
+                return;
+            }
+        };
+        match self.tunnel_sock.send(addr, dgram, dgram.len()) {
+            Ok(()) => {
+                peer.counters.tx_frames += frames;
+                peer.counters.tx_bytes += dgram.len() as u64;
+                if frames > 1 {
+                    self.counters.add("tunnel", "packed_frames", frames);
+                }
+            }
+            Err(e) => {
+                self.counters.add("drop", "tunnel_send_failed", frames);
                 tracing::trace!(%addr, "tunnel send failed: {e}");
             }
         }

@@ -127,6 +127,8 @@ impl Engine {
                 tun: Vec::with_capacity(128 * 1024),
                 rx_tun: Vec::with_capacity(64 * 1024),
                 dirty: Vec::with_capacity(64),
+                tun_dirty: Vec::with_capacity(64),
+                tunnel_datagram_max: tunnel::crypto::datagram::max_datagram_len(tunnel_mtu),
                 counters: EngineCounters::default(),
                 overlay_mtu,
                 tunnel_mtu,
@@ -196,6 +198,9 @@ impl Engine {
                 }
             }
             self.handle_timers(Instant::now());
+            // Nothing waits in a packer across iterations: commands (a peer leaving, a new
+            // session) may change the peers at the top of the next one.
+            self.core.flush_tunnel(Instant::now());
         }
     }
 
@@ -277,6 +282,8 @@ impl Engine {
             coalescer.flush(&mut |tag, vnet: &VnetHdr, frame: &[u8]| {
                 core.deliver(PortId(tag as u32), vnet, frame, now);
             });
+            // Frames relayed on from this batch.
+            core.flush_tunnel(now);
         }
         false
     }
@@ -306,6 +313,8 @@ impl Engine {
             coalescer.flush(&mut |tag, vnet: &VnetHdr, frame: &[u8]| {
                 core.deliver(PortId(tag as u32), vnet, frame, now);
             });
+            // Frames relayed on from this batch.
+            core.flush_tunnel(now);
         }
         false
     }

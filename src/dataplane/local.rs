@@ -91,6 +91,7 @@ impl Core {
         self.egress = egress;
         self.seg_key = None;
         self.flush_pending(rx);
+        self.flush_tunnel(now);
     }
 
     /// How many remote ports the network of local port `id` has (a frame going to all of

@@ -13,6 +13,7 @@ use std::time::Instant;
 
 use foldhash::fast::FixedState;
 use learning::{NetworkId, PortId};
+use tunnel::crypto::datagram::FramePacker;
 use tunnel::crypto::session::TunnelSession;
 use tunnel::path::{Path, PathPolicy, PathSelector, PathSelectorConfig};
 use tunnel::{PathMonitor, PathMonitorConfig, PathState};
@@ -37,6 +38,8 @@ pub(super) struct Tunnel {
     pub(super) session: TunnelSession,
     pub(super) addr: SocketAddr,
     pub(super) monitor: PathMonitor,
+    /// Small frames waiting to share one datagram until the current batch ends.
+    pub(super) packer: FramePacker,
 }
 
 /// One peer (see the module docs).

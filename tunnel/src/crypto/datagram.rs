@@ -357,6 +357,9 @@ pub enum PushError {
     /// Shorter than an Ethernet header: not a frame.
     #[error("frame shorter than an Ethernet header")]
     FrameTooShort,
+    /// The virtio header's checksum offsets lie outside the frame.
+    #[error("checksum offsets outside the frame")]
+    BadChecksumOffsets,
 }
 
 impl PushError {
@@ -366,6 +369,7 @@ impl PushError {
             Self::Full => "tunnel_push_full",
             Self::FrameTooLarge => "tunnel_push_frame_too_large",
             Self::FrameTooShort => "tunnel_push_frame_too_short",
+            Self::BadChecksumOffsets => "tunnel_push_bad_checksum_offsets",
         }
     }
 }
@@ -429,17 +433,7 @@ impl<'a> DatagramBuilder<'a> {
 
     /// Adds one frame record.
     pub fn push_frame(&mut self, header: &FrameHeader, frame: &[u8]) -> Result<(), PushError> {
-        if frame.len() < ethernet::HEADER_LEN {
-            return Err(PushError::FrameTooShort);
-        }
-        let len = u16::try_from(frame.len()).map_err(|_| PushError::FrameTooLarge)?;
-        let record = FRAME_HEADER_LEN + frame.len();
-        if FIXED_OVERHEAD + record > self.limit {
-            return Err(PushError::FrameTooLarge);
-        }
-        if self.len() + record > self.limit {
-            return Err(PushError::Full);
-        }
+        let len = record_fits(frame, self.len(), self.limit)?;
         self.out.extend_from_slice(&header.encode(len));
         self.out.extend_from_slice(frame);
         self.frames += 1;
@@ -482,6 +476,99 @@ impl Drop for DatagramBuilder<'_> {
         if !self.sealed {
             self.out.truncate(self.start);
         }
+    }
+}
+
+/// Checks that a record for `frame` fits a datagram of `len` bytes so far (tag included)
+/// under `limit`, and returns the record's length field.
+fn record_fits(frame: &[u8], len: usize, limit: usize) -> Result<u16, PushError> {
+    if frame.len() < ethernet::HEADER_LEN {
+        return Err(PushError::FrameTooShort);
+    }
+    let field = u16::try_from(frame.len()).map_err(|_| PushError::FrameTooLarge)?;
+    let record = FRAME_HEADER_LEN + frame.len();
+    if FIXED_OVERHEAD + record > limit {
+        return Err(PushError::FrameTooLarge);
+    }
+    if len + record > limit {
+        return Err(PushError::Full);
+    }
+    Ok(field)
+}
+
+/// The longest datagram the encrypted path sends for an overlay MTU: one frame whose inner
+/// IP packet is `overlay_mtu` bytes. Small frames are packed up to this length, so packing
+/// never makes a datagram the path would not carry.
+pub fn max_datagram_len(overlay_mtu: usize) -> usize {
+    FIXED_OVERHEAD + FRAME_HEADER_LEN + ethernet::HEADER_LEN + overlay_mtu
+}
+
+/// Frames for one peer gathered across calls into one datagram that is sealed and sent
+/// when the sender's batch ends or the next frame does not fit: a burst of small frames
+/// (ACKs, 64-byte UDP, ARP) costs one seal and one send per datagram, not per frame. It is
+/// [`DatagramBuilder`] with its own buffer, so it can outlive the call that started it.
+#[derive(Debug, Default)]
+pub struct FramePacker {
+    buf: Vec<u8>,
+    frames: usize,
+}
+
+impl FramePacker {
+    /// Adds one frame record to a datagram of at most `max_len` bytes, finishing the
+    /// frame's checksum on the way when `vnet` leaves it partial (the peer's kernel
+    /// will not). On an error nothing was added.
+    pub fn push_frame(
+        &mut self,
+        header: &FrameHeader,
+        vnet: &VnetHdr,
+        frame: &[u8],
+        max_len: usize,
+    ) -> Result<(), PushError> {
+        if self.frames == 0 {
+            self.buf.clear();
+            self.buf.resize(HEADER_LEN, 0);
+        }
+        let field = record_fits(frame, self.buf.len() + TAG_LEN, max_len)?;
+        let start = self.buf.len();
+        self.buf.extend_from_slice(&header.encode(field));
+        self.buf.extend_from_slice(frame);
+        if vnet.needs_csum() {
+            let copy = self
+                .buf
+                .get_mut(start + FRAME_HEADER_LEN..)
+                .unwrap_or_default();
+            if vnet.complete_checksum(copy).is_err() {
+                self.buf.truncate(start);
+                return Err(PushError::BadChecksumOffsets);
+            }
+        }
+        self.frames += 1;
+        Ok(())
+    }
+
+    /// Frames waiting.
+    pub fn frames(&self) -> usize {
+        self.frames
+    }
+
+    /// Whether no frame is waiting.
+    pub fn is_empty(&self) -> bool {
+        self.frames == 0
+    }
+
+    /// Seals the waiting frames into one datagram with `session` and returns it (valid
+    /// until the next push). The packer is empty afterwards, also when sealing fails: the
+    /// caller counts those frames as dropped.
+    pub fn seal(&mut self, session: &mut TunnelSession, now: Instant) -> Result<&[u8], SealError> {
+        self.frames = 0;
+        self.buf.resize(self.buf.len() + TAG_LEN, 0);
+        session.seal(now, DatagramKind::Frames, &mut self.buf)?;
+        Ok(&self.buf)
+    }
+
+    /// Drops the waiting frames (the session they were for is gone); returns how many.
+    pub fn discard(&mut self) -> usize {
+        std::mem::take(&mut self.frames)
     }
 }
 

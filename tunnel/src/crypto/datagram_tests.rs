@@ -443,3 +443,85 @@ fn heartbeat_parse_errors_are_named() {
     let n = hb.encode(0, &mut f).unwrap();
     assert_eq!(parse_heartbeat(&f[..n]), Ok(hb));
 }
+
+#[test]
+fn packer_gathers_frames_across_calls_finishes_partial_checksums_and_stops_at_the_path() {
+    let t0 = Instant::now();
+    let (mut a, mut b) = sessions(t0);
+    let spec = FrameSpec::v4();
+    let payload = pattern(40);
+    // A container's UDP frame with the checksum left to offload, as its veth hands it over.
+    let (mut partial, frame) = crate::testutil::uso_frame(&spec, &payload, 1400);
+    partial.gso_type = wire::vnet::GSO_NONE;
+    partial.gso_size = 0;
+    let finished = crate::testutil::udp_frame(&spec, &payload);
+    assert_ne!(frame, finished);
+
+    let max = max_datagram_len(1407);
+    let mut packer = FramePacker::default();
+    assert!(packer.is_empty());
+    let mut sent = 0;
+    loop {
+        match packer.push_frame(&header(7), &partial, &frame, max) {
+            Ok(()) => sent += 1,
+            Err(e) => {
+                assert_eq!(e, PushError::Full);
+                break;
+            }
+        }
+    }
+    let record = FRAME_HEADER_LEN + frame.len();
+    assert_eq!(sent, (max - HEADER_LEN - TAG_LEN) / record);
+    assert_eq!(packer.frames(), sent);
+    let mut dgram = packer.seal(&mut a, t0).unwrap().to_vec();
+    assert!(packer.is_empty());
+    assert!(dgram.len() <= max);
+    let opened = b.open(t0, &mut dgram).unwrap();
+    let out: Vec<_> = frames(opened.plaintext)
+        .map(|r| r.unwrap().1.to_vec())
+        .collect();
+    assert_eq!(out.len(), sent);
+    assert!(out.iter().all(|f| *f == finished), "checksum not finished");
+
+    // The next datagram starts afresh, and a frame too big for the path is refused whole.
+    packer
+        .push_frame(&header(7), &VnetHdr::NONE, &frame, max)
+        .unwrap();
+    let big = eth_frame(max, 1);
+    assert_eq!(
+        packer.push_frame(&header(7), &VnetHdr::NONE, &big, max),
+        Err(PushError::FrameTooLarge)
+    );
+    assert_eq!(
+        packer.push_frame(&header(7), &VnetHdr::NONE, &frame[..10], max),
+        Err(PushError::FrameTooShort)
+    );
+    let mut bad = partial;
+    bad.csum_start = 2000;
+    assert_eq!(
+        packer.push_frame(&header(7), &bad, &frame, max),
+        Err(PushError::BadChecksumOffsets)
+    );
+    assert_eq!(packer.frames(), 1);
+    let mut dgram = packer.seal(&mut a, t0).unwrap().to_vec();
+    let opened = b.open(t0, &mut dgram).unwrap();
+    assert_eq!(frames(opened.plaintext).count(), 1);
+    packer
+        .push_frame(&header(7), &VnetHdr::NONE, &frame, max)
+        .unwrap();
+    assert_eq!(packer.discard(), 1);
+    assert!(packer.is_empty());
+}
+
+#[test]
+fn the_longest_datagram_is_one_full_size_frame() {
+    let t0 = Instant::now();
+    let (mut a, _) = sessions(t0);
+    let mut packer = FramePacker::default();
+    let max = max_datagram_len(1407);
+    packer
+        .push_frame(&header(1), &VnetHdr::NONE, &eth_frame(1407 + 14, 1), max)
+        .unwrap();
+    assert_eq!(packer.seal(&mut a, t0).unwrap().len(), max);
+    assert_eq!(max + 28, 1500, "an IPv4 underlay of MTU 1500 carries it");
+}
