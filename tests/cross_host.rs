@@ -332,3 +332,26 @@ fn an_ipv6_packet_too_big_for_the_overlay_gets_packet_too_big_and_tcp_still_comp
         5006,
     );
 }
+
+#[test]
+fn bursts_of_small_frames_leave_in_batches_and_every_frame_arrives() {
+    let Some(mut lab) = two_hosts("cross_vxlan_batches") else {
+        return;
+    };
+    lab.assert_ping("c1", "10.30.0.3");
+    const TOTAL: usize = 2000;
+    let dest = "10.30.0.3:5041".parse().unwrap();
+    let lost = common::udp_bursts(&lab.ns("c1"), &lab.ns("c3"), dest, TOTAL, 50);
+    let status = lab.status("h1");
+    assert_eq!(
+        lost, 0,
+        "{lost} of {TOTAL} datagrams never arrived: {status}"
+    );
+    let batched = counter(&status, "vxlan.batched_datagrams");
+    assert!(
+        batched > 0,
+        "no two VXLAN datagrams ever left in one sendmmsg: {status}"
+    );
+    assert_eq!(counter(&status, "drop.vxlan_send_failed"), 0, "{status}");
+    eprintln!("{batched} of {TOTAL} datagrams left in shared sendmmsg calls");
+}

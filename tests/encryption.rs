@@ -458,40 +458,9 @@ fn bursts_of_small_frames_share_tunnel_datagrams_and_every_frame_arrives() {
         (path_to_peer(&lab.status("h1")) == "encrypted").then_some(())
     });
     lab.assert_ping("c1", "10.90.0.2");
-    let rx = common::udp_socket_in(&lab.ns("c2"), "0.0.0.0:5031".parse().unwrap());
-    rx.set_read_timeout(Some(Duration::from_millis(100)))
-        .unwrap();
-    let tx = common::udp_socket_in(&lab.ns("c1"), "0.0.0.0:0".parse().unwrap());
-    let dest: SocketAddr = "10.90.0.2:5031".parse().unwrap();
-    const BURST: usize = 50;
     const TOTAL: usize = 2000;
-    let mut seen = vec![false; TOTAL];
-    // Bursts: back-to-back datagrams land several to a receive batch at h1 (and so share
-    // tunnel datagrams), and a burst still fits c2's socket buffer.
-    for burst in 0..TOTAL / BURST {
-        let first = burst * BURST;
-        for i in first..first + BURST {
-            let mut payload = [0x5au8; 64];
-            payload[..4].copy_from_slice(&(i as u32).to_be_bytes());
-            tx.send_to(&payload, dest).unwrap();
-        }
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while seen[first..first + BURST].iter().any(|s| !s) && Instant::now() < deadline {
-            let mut buf = [0u8; 128];
-            match rx.recv(&mut buf) {
-                Ok(64) if buf[4..64].iter().all(|&b| b == 0x5a) => {
-                    let i = u32::from_be_bytes(buf[..4].try_into().unwrap()) as usize;
-                    if let Some(s) = seen.get_mut(i) {
-                        *s = true;
-                    }
-                }
-                Ok(n) => panic!("a datagram of {n} bytes came out altered"),
-                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
-                Err(e) => panic!("receive: {e}"),
-            }
-        }
-    }
-    let lost = seen.iter().filter(|s| !**s).count();
+    let dest: SocketAddr = "10.90.0.2:5031".parse().unwrap();
+    let lost = common::udp_bursts(&lab.ns("c1"), &lab.ns("c2"), dest, TOTAL, 50);
     let status = lab.status("h1");
     assert_eq!(
         lost, 0,

@@ -17,6 +17,7 @@ use tunnel::{PathMonitor, PathMonitorConfig, PmtuGuard};
 
 use super::peers::{Name, Peers, Tunnel};
 use super::ports::{PortTable, RemoteSlot, Slot};
+use super::vxlan_out::VxlanQueue;
 use super::{KnownEndpoint, MeshUpdate, NetworkDef};
 use crate::io::{UdpPort, UdpSendPool};
 
@@ -61,8 +62,10 @@ pub(super) struct Core {
     pub(super) rx_tun: Vec<u8>,
     /// Ports with frames pending in the current batch.
     pub(super) dirty: Vec<PortId>,
-    /// Peers whose tunnel packer holds frames (sealed and sent by `flush_tunnel`).
+    /// Peers whose tunnel packer holds frames (sealed and sent by `flush_peers`).
     pub(super) tun_dirty: Vec<usize>,
+    /// Single VXLAN datagrams of the current batch (sent by `flush_peers`).
+    pub(super) vxlan_out: VxlanQueue,
     /// The longest tunnel datagram the path carries: small frames are packed up to it.
     pub(super) tunnel_datagram_max: usize,
     pub(super) counters: EngineCounters,

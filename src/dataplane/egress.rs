@@ -142,6 +142,13 @@ impl Core {
         }
         let hash = tunnel::flow_hash(frame);
         let datagrams = self.seg.len().div_ceil(self.seg_stride.max(1));
+        if datagrams == 1 {
+            let socket = self.send_pool.socket_for(hash);
+            self.vxlan_out.push(socket, dest, pi, &self.seg);
+            return;
+        }
+        // A flow's frames stay in order: what the batch queued goes first.
+        self.flush_vxlan();
         match self.send_pool.send(hash, dest, &self.seg, self.seg_stride) {
             Ok(()) => {
                 if let Some(p) = self.peers.get_mut(pi) {
@@ -280,14 +287,42 @@ impl Core {
         false
     }
 
-    /// Seals and sends every datagram the current batch packed.
-    pub(super) fn flush_tunnel(&mut self, now: Instant) {
+    /// Sends what the current batch left waiting for peers: the queued VXLAN datagrams,
+    /// and the tunnel datagrams it packed, sealed now.
+    pub(super) fn flush_peers(&mut self, now: Instant) {
+        self.flush_vxlan();
         let dirty = std::mem::take(&mut self.tun_dirty);
         for &pi in &dirty {
             self.flush_tunnel_peer(pi, now);
         }
         self.tun_dirty = dirty;
         self.tun_dirty.clear();
+    }
+
+    /// Sends the queued VXLAN datagrams, one `sendmmsg` per source socket.
+    fn flush_vxlan(&mut self) {
+        if self.vxlan_out.is_empty() {
+            return;
+        }
+        let Self {
+            vxlan_out,
+            send_pool,
+            peers,
+            counters,
+            ..
+        } = self;
+        let done = vxlan_out.flush(send_pool, |pi, len| {
+            if let Some(p) = peers.get_mut(pi) {
+                p.counters.tx_frames += 1;
+                p.counters.tx_bytes += len as u64;
+            }
+        });
+        if done.lost > 0 {
+            counters.add("drop", "vxlan_send_failed", done.lost as u64);
+        }
+        if done.batched > 0 {
+            counters.add("vxlan", "batched_datagrams", done.batched as u64);
+        }
     }
 
     /// Seals and sends the frames waiting for peer `pi`, if any.

@@ -128,6 +128,7 @@ impl Engine {
                 rx_tun: Vec::with_capacity(64 * 1024),
                 dirty: Vec::with_capacity(64),
                 tun_dirty: Vec::with_capacity(64),
+                vxlan_out: super::vxlan_out::VxlanQueue::new(),
                 tunnel_datagram_max: tunnel::crypto::datagram::max_datagram_len(tunnel_mtu),
                 counters: EngineCounters::default(),
                 overlay_mtu,
@@ -200,7 +201,7 @@ impl Engine {
             self.handle_timers(Instant::now());
             // Nothing waits in a packer across iterations: commands (a peer leaving, a new
             // session) may change the peers at the top of the next one.
-            self.core.flush_tunnel(Instant::now());
+            self.core.flush_peers(Instant::now());
         }
     }
 
@@ -283,7 +284,7 @@ impl Engine {
                 core.deliver(PortId(tag as u32), vnet, frame, now);
             });
             // Frames relayed on from this batch.
-            core.flush_tunnel(now);
+            core.flush_peers(now);
         }
         false
     }
@@ -314,7 +315,7 @@ impl Engine {
                 core.deliver(PortId(tag as u32), vnet, frame, now);
             });
             // Frames relayed on from this batch.
-            core.flush_tunnel(now);
+            core.flush_peers(now);
         }
         false
     }

@@ -91,7 +91,7 @@ impl Core {
         self.egress = egress;
         self.seg_key = None;
         self.flush_pending(rx);
-        self.flush_tunnel(now);
+        self.flush_peers(now);
     }
 
     /// How many remote ports the network of local port `id` has (a frame going to all of

@@ -16,6 +16,7 @@ mod ports;
 mod relay;
 mod status;
 mod timers;
+mod vxlan_out;
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;

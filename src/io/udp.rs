@@ -201,23 +201,56 @@ impl TunnelSocket {
         payload: &[u8],
         segment_size: usize,
     ) -> Result<(), UdpSendError> {
-        let dest = SockAddr::from(dest);
+        if segment_size == 0 {
+            return Err(UdpSendError {
+                sent: 0,
+                source: io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "segment size must be positive",
+                ),
+            });
+        }
         let mut sent = 0;
-        let mut rest = payload;
-        while !rest.is_empty() {
-            match sys::mmsg::send_datagrams_to(self.socket.as_fd(), &dest, rest, segment_size) {
-                Ok(0) => {
-                    return Err(UdpSendError {
-                        sent,
-                        source: io::Error::from(io::ErrorKind::WriteZero),
-                    });
+        let mut pieces = payload.chunks(segment_size).peekable();
+        while pieces.peek().is_some() {
+            let msgs: arrayvec::ArrayVec<(SocketAddr, &[u8]), { sys::mmsg::MAX_BATCH }> = pieces
+                .by_ref()
+                .take(sys::mmsg::MAX_BATCH)
+                .map(|p| (dest, p))
+                .collect();
+            self.send_many(&msgs).map_err(|e| UdpSendError {
+                sent: sent + e.sent,
+                source: e.source,
+            })?;
+            sent += msgs.len();
+        }
+        Ok(())
+    }
+
+    /// Sends datagrams of any sizes and destinations with `sendmmsg`, up to 64 per
+    /// syscall.
+    fn send_many(&self, msgs: &[(SocketAddr, &[u8])]) -> Result<(), UdpSendError> {
+        let mut sent = 0;
+        for chunk in msgs.chunks(sys::mmsg::MAX_BATCH) {
+            let addrs: arrayvec::ArrayVec<SockAddr, { sys::mmsg::MAX_BATCH }> =
+                chunk.iter().map(|(a, _)| SockAddr::from(*a)).collect();
+            let mut rest: arrayvec::ArrayVec<(&SockAddr, &[u8]), { sys::mmsg::MAX_BATCH }> =
+                addrs.iter().zip(chunk).map(|(a, (_, p))| (a, *p)).collect();
+            while !rest.is_empty() {
+                match sys::mmsg::send_datagrams(self.socket.as_fd(), &rest) {
+                    Ok(0) => {
+                        return Err(UdpSendError {
+                            sent,
+                            source: io::Error::from(io::ErrorKind::WriteZero),
+                        });
+                    }
+                    Ok(n) => {
+                        sent += n;
+                        rest.drain(..n.min(rest.len()));
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(source) => return Err(UdpSendError { sent, source }),
                 }
-                Ok(n) => {
-                    sent += n;
-                    rest = rest.get(n.saturating_mul(segment_size)..).unwrap_or(&[]);
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(source) => return Err(UdpSendError { sent, source }),
             }
         }
         Ok(())
@@ -542,6 +575,29 @@ impl UdpSendPool {
         }
     }
 
+    /// The socket `flow_hash` maps to, for [`Self::send_many`].
+    pub fn socket_for(&self, flow_hash: u32) -> usize {
+        let index = (u64::from(flow_hash) * self.sockets.len() as u64) >> 32;
+        usize::try_from(index).unwrap_or(0)
+    }
+
+    /// Sends single datagrams (any sizes, any destinations) from socket `socket` with
+    /// `sendmmsg`, 64 per syscall: how the small frames of one receive batch leave.
+    /// `Err` says how many went out before the rest could not.
+    pub fn send_many(
+        &self,
+        socket: usize,
+        msgs: &[(SocketAddr, &[u8])],
+    ) -> Result<(), UdpSendError> {
+        match self.sockets.get(socket) {
+            Some(s) => s.send_many(msgs),
+            None => Err(UdpSendError {
+                sent: 0,
+                source: io::Error::from(io::ErrorKind::NotConnected),
+            }),
+        }
+    }
+
     /// The outer UDP source port used for `flow_hash`.
     pub fn source_port(&self, flow_hash: u32) -> u16 {
         self.pick(flow_hash).map_or(0, |s| s.local.port())
@@ -558,8 +614,7 @@ impl UdpSendPool {
 
     /// Maps the hash onto a socket by multiply-shift (uniform, no division).
     fn pick(&self, flow_hash: u32) -> Option<&TunnelSocket> {
-        let index = (u64::from(flow_hash) * self.sockets.len() as u64) >> 32;
-        self.sockets.get(usize::try_from(index).ok()?)
+        self.sockets.get(self.socket_for(flow_hash))
     }
 }
 

@@ -125,32 +125,17 @@ pub(crate) fn send_frames(fd: BorrowedFd<'_>, frames: &[TxFrame<'_>]) -> io::Res
     usize::try_from(ret).map_err(|_| io::Error::last_os_error())
 }
 
-/// Sends `payload` cut into datagrams of `segment_size` bytes (the last may be
-/// shorter) to `dest`, up to `MAX_BATCH` of them in one `sendmmsg`, without
-/// blocking. Returns how many datagrams the kernel took; an error means the first
-/// one failed.
-pub(crate) fn send_datagrams_to(
-    fd: BorrowedFd<'_>,
-    dest: &SockAddr,
-    payload: &[u8],
-    segment_size: usize,
-) -> io::Result<usize> {
-    if segment_size == 0 {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "segment size must be positive",
-        ));
-    }
+/// Sends up to `MAX_BATCH` datagrams, each `(destination, payload)`, in one
+/// `sendmmsg` without blocking. Returns how many the kernel took; an error means
+/// the first one failed.
+pub(crate) fn send_datagrams(fd: BorrowedFd<'_>, msgs: &[(&SockAddr, &[u8])]) -> io::Result<usize> {
     let mut iovecs = [EMPTY_IOVEC; MAX_BATCH];
     let mut headers = zeroed_headers();
     let mut count = 0;
-    for ((piece, iov), hdr) in payload
-        .chunks(segment_size)
-        .zip(iovecs.iter_mut())
-        .zip(headers.iter_mut())
+    for ((&(dest, payload), iov), hdr) in msgs.iter().zip(iovecs.iter_mut()).zip(headers.iter_mut())
     {
-        iov.iov_base = piece.as_ptr().cast_mut().cast::<libc::c_void>();
-        iov.iov_len = piece.len();
+        iov.iov_base = payload.as_ptr().cast_mut().cast::<libc::c_void>();
+        iov.iov_len = payload.len();
         hdr.msg_hdr.msg_iov = iov;
         hdr.msg_hdr.msg_iovlen = 1;
         hdr.msg_hdr.msg_name = dest.as_ptr().cast_mut().cast::<libc::c_void>();
@@ -160,9 +145,9 @@ pub(crate) fn send_datagrams_to(
     if count == 0 {
         return Ok(0);
     }
-    // SAFETY: every header points at one iovec over a borrowed piece of `payload`
-    // and at the borrowed destination address; all outlive the call, and sendmmsg
-    // only reads them.
+    // SAFETY: every header points at one iovec over a borrowed payload of `msgs` and
+    // at its borrowed destination address; all outlive the call, and sendmmsg only
+    // reads them.
     let ret = unsafe {
         libc::sendmmsg(
             fd.as_raw_fd(),

@@ -415,6 +415,54 @@ pub fn udp_socket_in(ns: &str, bind: std::net::SocketAddr) -> std::net::UdpSocke
         .expect("bind UDP")
 }
 
+/// Sends `total` numbered 64-byte UDP datagrams from `from_ns` to `dest` in `to_ns` (full
+/// names) in bursts of `burst`, each burst waited for (5 s at most) before the next, and
+/// returns how many never arrived. Back-to-back datagrams land several to one receive
+/// batch at the router (what its batching and packing act on), and one burst still fits
+/// the receiver's socket buffer, so a loss is weft's. Panics on an altered datagram.
+pub fn udp_bursts(
+    from_ns: &str,
+    to_ns: &str,
+    dest: std::net::SocketAddr,
+    total: usize,
+    burst: usize,
+) -> usize {
+    let bind: std::net::SocketAddr = (std::net::Ipv4Addr::UNSPECIFIED, dest.port()).into();
+    let rx = udp_socket_in(to_ns, bind);
+    rx.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let tx = udp_socket_in(from_ns, "0.0.0.0:0".parse().unwrap());
+    let mut seen = vec![false; total];
+    for first in (0..total).step_by(burst.max(1)) {
+        let last = (first + burst).min(total);
+        for i in first..last {
+            let mut payload = [0x5au8; 64];
+            payload[..4].copy_from_slice(&(i as u32).to_be_bytes());
+            tx.send_to(&payload, dest).unwrap();
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while seen[first..last].iter().any(|s| !s) && Instant::now() < deadline {
+            let mut buf = [0u8; 128];
+            match rx.recv(&mut buf) {
+                Ok(64) if buf[4..64].iter().all(|&b| b == 0x5a) => {
+                    let i = u32::from_be_bytes(buf[..4].try_into().unwrap()) as usize;
+                    if let Some(s) = seen.get_mut(i) {
+                        *s = true;
+                    }
+                }
+                Ok(n) => panic!("a datagram of {n} bytes came out altered"),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) => {}
+                Err(e) => panic!("receive: {e}"),
+            }
+        }
+    }
+    seen.iter().filter(|s| !**s).count()
+}
+
 /// Sends `bytes` of deterministic pseudo-random data over TCP from `from_ns` to
 /// `to_ip:port` in `to_ns` (full names) and returns (hash sent, hash received, bytes received).
 /// `to_ip` is IPv4 or IPv6; the listener binds the unspecified address of its family.

@@ -1,0 +1,113 @@
+//! The single VXLAN datagrams of one receive batch, queued and sent together with one
+//! `sendmmsg` per source socket when the batch ends: small frames (ACKs, small UDP, ARP)
+//! cost a share of a syscall rather than one each. VXLAN carries one frame per datagram,
+//! so this is the VXLAN path's counterpart of the tunnel's frame packing.
+
+use std::net::SocketAddr;
+
+use crate::io::UdpSendPool;
+
+/// Most datagrams one `send_many` call is handed (the `sendmmsg` batch size).
+const CHUNK: usize = 64;
+
+/// One queued datagram: `buf[start..start + len]`, for `dest` from pool socket `socket`,
+/// sent on behalf of peer index `peer`.
+#[derive(Debug, Clone, Copy)]
+struct Queued {
+    socket: usize,
+    start: usize,
+    len: usize,
+    dest: SocketAddr,
+    peer: usize,
+}
+
+/// What one flush did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Flushed {
+    /// Datagrams the kernel took.
+    pub(super) sent: usize,
+    /// Datagrams that went out in a `sendmmsg` together with at least one other.
+    pub(super) batched: usize,
+    /// Datagrams the kernel refused (socket buffer full, no route...).
+    pub(super) lost: usize,
+}
+
+/// Datagrams waiting for the end of the batch, back to back in one reused buffer.
+#[derive(Debug)]
+pub(super) struct VxlanQueue {
+    buf: Vec<u8>,
+    msgs: Vec<Queued>,
+}
+
+impl VxlanQueue {
+    /// An empty queue with room for a full receive batch of MTU-sized datagrams.
+    pub(super) fn new() -> Self {
+        Self {
+            buf: Vec::with_capacity(CHUNK * 1600),
+            msgs: Vec::with_capacity(CHUNK),
+        }
+    }
+
+    /// Whether nothing waits.
+    pub(super) fn is_empty(&self) -> bool {
+        self.msgs.is_empty()
+    }
+
+    /// Queues one datagram (copied).
+    pub(super) fn push(&mut self, socket: usize, dest: SocketAddr, peer: usize, datagram: &[u8]) {
+        let start = self.buf.len();
+        self.buf.extend_from_slice(datagram);
+        self.msgs.push(Queued {
+            socket,
+            start,
+            len: datagram.len(),
+            dest,
+            peer,
+        });
+    }
+
+    /// Sends everything queued, socket by socket and in queue order within a socket (a
+    /// flow always maps to one socket, so its datagrams keep their order), and empties
+    /// the queue. `on_sent(peer, len)` runs for every datagram the kernel took.
+    pub(super) fn flush(
+        &mut self,
+        pool: &UdpSendPool,
+        mut on_sent: impl FnMut(usize, usize),
+    ) -> Flushed {
+        let mut done = Flushed::default();
+        // Unstable sort without allocation; `start` keeps the queue order within a socket.
+        self.msgs.sort_unstable_by_key(|m| (m.socket, m.start));
+        for run in self.msgs.chunk_by(|a, b| a.socket == b.socket) {
+            for chunk in run.chunks(CHUNK) {
+                let msgs: arrayvec::ArrayVec<(SocketAddr, &[u8]), CHUNK> = chunk
+                    .iter()
+                    .map(|m| {
+                        (
+                            m.dest,
+                            self.buf.get(m.start..m.start + m.len).unwrap_or_default(),
+                        )
+                    })
+                    .collect();
+                let socket = chunk.first().map_or(0, |m| m.socket);
+                let sent = match pool.send_many(socket, &msgs) {
+                    Ok(()) => chunk.len(),
+                    Err(e) => {
+                        tracing::trace!("VXLAN batch send failed: {e}");
+                        e.sent.min(chunk.len())
+                    }
+                };
+                for m in chunk.iter().take(sent) {
+                    on_sent(m.peer, m.len);
+                }
+                done.sent += sent;
+                done.lost += chunk.len() - sent;
+                if chunk.len() > 1 {
+                    done.batched += sent;
+                }
+            }
+        }
+        self.msgs.clear();
+        self.buf.clear();
+        done
+    }
+}
