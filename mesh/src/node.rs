@@ -607,20 +607,25 @@ impl Mesh {
             .maker
             .targets
             .iter()
-            .map(|(&addr, t)| TargetStatus {
-                addr,
-                source: if t.explicit {
-                    TargetSource::Explicit
-                } else {
-                    TargetSource::Discovered
-                },
-                state: t.state(t.peer.is_some_and(|p| self.peer_conns.contains_key(&p))),
-                peer: t.peer,
-                attempts: t.attempts,
-                next_retry_in_secs: t
-                    .next_attempt
-                    .map(|at| at.saturating_duration_since(now).as_secs_f64()),
-                last_error: t.last_error.clone(),
+            .map(|(&addr, t)| {
+                let state = t.state(t.peer.is_some_and(|p| self.peer_conns.contains_key(&p)));
+                TargetStatus {
+                    addr,
+                    source: if t.explicit {
+                        TargetSource::Explicit
+                    } else {
+                        TargetSource::Discovered
+                    },
+                    state,
+                    peer: t.peer,
+                    attempts: t.attempts,
+                    // A connected target is not retried, whatever timer it still holds.
+                    next_retry_in_secs: t
+                        .next_attempt
+                        .filter(|_| state != crate::maker::TargetState::Connected)
+                        .map(|at| at.saturating_duration_since(now).as_secs_f64()),
+                    last_error: t.last_error.clone(),
+                }
             })
             .collect();
         let own = self.topology.own();
@@ -768,6 +773,13 @@ impl Mesh {
         self.peer_conns.insert(name, conn);
         if direction == Direction::Outbound {
             self.maker.established(remote, name);
+        } else {
+            // The peer listens at (its address, its listen port): a target there is this
+            // peer, connected now, so it needs no dial of its own. Without this a target
+            // whose first dial failed (the peer was not up yet) is redialled after the
+            // peer connected to us, and the duplicate replaces a working connection and
+            // its tunnel session.
+            self.maker.established(listen_addr, name);
         }
         self.maker_dirty = true;
         self.topology.add_own_connection(ConnectionRecord {

@@ -919,3 +919,32 @@ fn config_is_validated() {
     cfg.gossip_batch_len = cfg.max_frame_len;
     assert!(Mesh::new(cfg, Instant::now(), 0).is_err());
 }
+
+#[test]
+fn a_target_whose_peer_connected_to_us_is_not_redialled() {
+    let now = Instant::now();
+    let mut net = Net::new(2, now);
+    // Node 0 names node 1, which is not up yet: the first dial fails and a retry waits.
+    net.nodes[0].connect(now, addr(2));
+    assert_eq!(
+        actions(&mut net.nodes[0]),
+        vec![Action::Dial { addr: addr(2) }]
+    );
+    net.nodes[0].handle_dial_failed(now, addr(2), "refused".into());
+    // Node 1 comes up and connects to node 0 first.
+    net.open(1, 0);
+    assert!(net.pump().is_empty());
+    assert_eq!(net.nodes[0].connection_count(), 1);
+    // After the retry was due (at most 1.5 s), within the keepalive timeout: no dial, and
+    // the target counts as connected.
+    let later = now + Duration::from_secs(5);
+    net.nodes[0].handle_timeout(later);
+    let dials: Vec<_> = actions(&mut net.nodes[0])
+        .into_iter()
+        .filter(|a| matches!(a, Action::Dial { .. }))
+        .collect();
+    assert!(dials.is_empty(), "{dials:?}");
+    let status = net.nodes[0].status(later);
+    assert_eq!(status.targets[0].state, crate::TargetState::Connected);
+    assert_eq!(status.targets[0].next_retry_in_secs, None);
+}
