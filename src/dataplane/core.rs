@@ -77,6 +77,10 @@ pub(super) struct Core {
     pub(super) password_set: bool,
     pub(super) trusted_subnets: Vec<ipnet::IpNet>,
     pub(super) gso: bool,
+    /// Set when a frame changed what the periodic work acts on (a heartbeat came in: a
+    /// pong is owed, a path may have come up), so the loop runs it now rather than at the
+    /// next deadline; the loop otherwise skips it between deadlines.
+    pub(super) timers_now: bool,
 }
 
 impl Core {

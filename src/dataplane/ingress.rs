@@ -54,6 +54,7 @@ impl Core {
                         peer.name = Some(hb.sender);
                     }
                     peer.vxlan.handle_heartbeat(now, &hb);
+                    self.timers_now = true;
                 }
                 Err(_) => self.counters.bump("drop", "heartbeat_malformed"),
             }
@@ -125,7 +126,10 @@ impl Core {
         peer.counters.rx_bytes += len;
         match opened.kind {
             DatagramKind::Heartbeat => match datagram::parse_heartbeat(opened.plaintext) {
-                Ok(hb) => tunnel.monitor.handle_heartbeat(now, &hb),
+                Ok(hb) => {
+                    tunnel.monitor.handle_heartbeat(now, &hb);
+                    self.timers_now = true;
+                }
                 Err(e) => self.counters.bump("drop", e.name()),
             },
             DatagramKind::Frames => {
