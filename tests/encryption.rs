@@ -122,6 +122,33 @@ fn password_peers_talk_and_no_cleartext_crosses_the_underlay() {
     );
 }
 
+/// Routers with nothing to carry sleep until their next deadline. A password router's
+/// VXLAN monitor, never driven (cleartext is not allowed), once had a deadline stuck in
+/// the past that kept its data-plane thread spinning at a full core.
+#[test]
+fn idle_password_routers_sleep() {
+    let Some(mut lab) = pair("enc_idle", [Some("sleepy"), Some("sleepy")]) else {
+        return;
+    };
+    wait_for("the encrypted path", Duration::from_secs(20), || {
+        (path_to_peer(&lab.status("h1")) == "encrypted").then_some(())
+    });
+    lab.assert_ping("c1", "10.90.0.2");
+    // The measurement window itself: CPU used over a fixed stretch of idle time.
+    let window = Duration::from_secs(3);
+    let before = ["h1", "h2"].map(|h| lab.router_cpu_ticks(h));
+    std::thread::sleep(window);
+    let after = ["h1", "h2"].map(|h| lab.router_cpu_ticks(h));
+    for (i, host) in ["h1", "h2"].iter().enumerate() {
+        let busy = (after[i] - before[i]) as f64 / 100.0 / window.as_secs_f64();
+        assert!(
+            busy < 0.2,
+            "idle router {host} kept {:.0}% of a core busy",
+            busy * 100.0
+        );
+    }
+}
+
 /// Sends `marker` repeatedly over TCP from c1 to c2.
 fn marker_transfer(lab: &Lab, marker: &[u8]) {
     use std::io::{Read as _, Write as _};

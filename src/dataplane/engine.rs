@@ -224,7 +224,8 @@ impl Engine {
             d = d.min(t);
         }
         for (_, p) in self.core.peers.iter() {
-            if p.vxlan_addr.is_some() {
+            // Only monitors `heartbeats` drives: another's deadline never moves on.
+            if p.vxlan_usable() && !self.core.networks.is_empty() {
                 d = d.min(p.vxlan.poll_timeout());
             }
             if let Some(t) = &p.tunnel {

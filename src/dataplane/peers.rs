@@ -90,7 +90,7 @@ impl Peer {
             // A command-line peer without a mesh connection (a kernel VTEP, or a weft router
             // whose control connection is down): VXLAN is all it has — unless a password
             // forbids cleartext to it.
-            return if self.vxlan_addr.is_some() && self.vxlan_allowed() {
+            return if self.vxlan_usable() {
                 Path::Vxlan
             } else {
                 Path::None
@@ -105,10 +105,18 @@ impl Peer {
         matches!(self.selector.policy(), PathPolicy::CleartextAllowed(_))
     }
 
+    /// Whether VXLAN can carry frames to this peer at all (it has an address, and
+    /// cleartext is allowed): only then is the path probed by heartbeats, and only then
+    /// may the loop wait on its monitor's deadline (an unprobed monitor's deadline stays
+    /// in the past, and waiting on it kept a password router's thread spinning).
+    pub(super) fn vxlan_usable(&self) -> bool {
+        self.vxlan_addr.is_some() && self.vxlan_allowed()
+    }
+
     /// Whether neither direct path (VXLAN where allowed, the tunnel) works now.
     pub(super) fn direct_paths_down(&self) -> bool {
         let down = |s: PathState| matches!(s, PathState::Down { .. });
-        let vxlan = self.vxlan_addr.is_none() || !self.vxlan_allowed() || down(self.vxlan.state());
+        let vxlan = !self.vxlan_usable() || down(self.vxlan.state());
         let tunnel = self.tunnel.as_ref().is_none_or(|t| down(t.monitor.state()));
         vxlan && tunnel
     }

@@ -33,8 +33,7 @@ impl Core {
             ..
         } = self;
         for (_, peer) in peers.iter_mut() {
-            if let (Some(addr), Some(header), true) =
-                (peer.vxlan_addr, header, peer.vxlan_allowed())
+            if let (Some(addr), Some(header), true) = (peer.vxlan_addr, header, peer.vxlan_usable())
             {
                 peer.vxlan.handle_timeout(now);
                 while let Some(beat) = peer.vxlan.poll_transmit(now) {

@@ -217,6 +217,17 @@ impl Lab {
             .ok()
     }
 
+    /// CPU time (user + system, in clock ticks of 1/100 s) a host's router has used.
+    pub fn router_cpu_ticks(&self, host: &str) -> u64 {
+        let pid = self.router_pid(host).expect("router pid");
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("router stat");
+        // Fields after the command name's closing parenthesis start at field 3 (state);
+        // utime and stime are fields 14 and 15.
+        let rest = &stat[stat.rfind(')').expect("stat format") + 1..];
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+    }
+
     /// `weft status --json` of a host.
     pub fn status(&mut self, host: &str) -> serde_json::Value {
         serde_json::from_str(&self.weft_ok(host, &["status", "--json"])).expect("status JSON")
