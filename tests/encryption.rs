@@ -55,6 +55,16 @@ fn pair(test: &str, passwords: [Option<&str>; 2]) -> Option<Lab> {
     Some(lab)
 }
 
+/// Two hosts sharing `password`, once their path is encrypted and c1 reaches c2.
+fn encrypted_pair(test: &str, password: &str) -> Option<Lab> {
+    let mut lab = pair(test, [Some(password), Some(password)])?;
+    wait_for("the encrypted path", Duration::from_secs(20), || {
+        (path_to_peer(&lab.status("h1")) == "encrypted").then_some(())
+    });
+    lab.assert_ping("c1", "10.90.0.2");
+    Some(lab)
+}
+
 fn path_to_peer(status: &serde_json::Value) -> String {
     status["peers"][0]["path"]
         .as_str()
@@ -68,16 +78,9 @@ fn counter(status: &serde_json::Value, name: &str) -> u64 {
 
 #[test]
 fn password_peers_talk_and_no_cleartext_crosses_the_underlay() {
-    let Some(mut lab) = pair(
-        "enc_password",
-        [Some("correct horse"), Some("correct horse")],
-    ) else {
+    let Some(mut lab) = encrypted_pair("enc_password", "correct horse") else {
         return;
     };
-    wait_for("the encrypted path", Duration::from_secs(20), || {
-        (path_to_peer(&lab.status("h1")) == "encrypted").then_some(())
-    });
-    lab.assert_ping("c1", "10.90.0.2");
     let (sent, received, n) = tcp_transfer(
         &lab.ns("c1"),
         &lab.ns("c2"),
@@ -127,13 +130,9 @@ fn password_peers_talk_and_no_cleartext_crosses_the_underlay() {
 /// the past that kept its data-plane thread spinning at a full core.
 #[test]
 fn idle_password_routers_sleep() {
-    let Some(mut lab) = pair("enc_idle", [Some("sleepy"), Some("sleepy")]) else {
+    let Some(lab) = encrypted_pair("enc_idle", "sleepy") else {
         return;
     };
-    wait_for("the encrypted path", Duration::from_secs(20), || {
-        (path_to_peer(&lab.status("h1")) == "encrypted").then_some(())
-    });
-    lab.assert_ping("c1", "10.90.0.2");
     // The measurement window itself: CPU used over a fixed stretch of idle time.
     let window = Duration::from_secs(3);
     let before = ["h1", "h2"].map(|h| lab.router_cpu_ticks(h));
@@ -258,13 +257,9 @@ fn blocked_vxlan_falls_back_to_the_tunnel_and_returns() {
 
 #[test]
 fn a_replayed_tunnel_datagram_is_dropped() {
-    let Some(mut lab) = pair("enc_replay", [Some("replay test"), Some("replay test")]) else {
+    let Some(mut lab) = encrypted_pair("enc_replay", "replay test") else {
         return;
     };
-    wait_for("the encrypted path", Duration::from_secs(20), || {
-        (path_to_peer(&lab.status("h1")) == "encrypted").then_some(())
-    });
-    lab.assert_ping("c1", "10.90.0.2");
     let rx = common::udp_socket_in(
         &lab.ns("c2"),
         SocketAddr::from((Ipv4Addr::UNSPECIFIED, 5031)),
@@ -478,13 +473,9 @@ fn trusted_subnets_keep_vxlan_with_a_password() {
 
 #[test]
 fn bursts_of_small_frames_share_tunnel_datagrams_and_every_frame_arrives() {
-    let Some(mut lab) = pair("enc_packing", [Some("pack"), Some("pack")]) else {
+    let Some(mut lab) = encrypted_pair("enc_packing", "pack") else {
         return;
     };
-    wait_for("the encrypted path", Duration::from_secs(20), || {
-        (path_to_peer(&lab.status("h1")) == "encrypted").then_some(())
-    });
-    lab.assert_ping("c1", "10.90.0.2");
     const TOTAL: usize = 2000;
     let dest: SocketAddr = "10.90.0.2:5031".parse().unwrap();
     let lost = common::udp_bursts(&lab.ns("c1"), &lab.ns("c2"), dest, TOTAL, 50);
