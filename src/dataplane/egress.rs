@@ -196,7 +196,7 @@ impl Core {
     }
 
     /// Sends a frame record to neighbour `via`: a single frame joins the datagram packed
-    /// for `via` during this batch (sealed and sent by `flush_tunnel`), a super-frame
+    /// for `via` during this batch (sealed and sent by `flush_peers`), a super-frame
     /// becomes one GSO batch of sealed datagrams.
     pub(super) fn forward_tunnel(
         &mut self,

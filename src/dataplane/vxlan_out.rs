@@ -6,9 +6,7 @@
 use std::net::SocketAddr;
 
 use crate::io::UdpSendPool;
-
-/// Most datagrams one `send_many` call is handed (the `sendmmsg` batch size).
-const CHUNK: usize = 64;
+use crate::sys::mmsg::MAX_BATCH;
 
 /// One queued datagram: `buf[start..start + len]`, for `dest` from pool socket `socket`,
 /// sent on behalf of peer index `peer`.
@@ -24,8 +22,6 @@ struct Queued {
 /// What one flush did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Flushed {
-    /// Datagrams the kernel took.
-    pub(super) sent: usize,
     /// Datagrams that went out in a `sendmmsg` together with at least one other.
     pub(super) batched: usize,
     /// Datagrams the kernel refused (socket buffer full, no route...).
@@ -43,8 +39,8 @@ impl VxlanQueue {
     /// An empty queue with room for a full receive batch of MTU-sized datagrams.
     pub(super) fn new() -> Self {
         Self {
-            buf: Vec::with_capacity(CHUNK * 1600),
-            msgs: Vec::with_capacity(CHUNK),
+            buf: Vec::with_capacity(MAX_BATCH * 1600),
+            msgs: Vec::with_capacity(MAX_BATCH),
         }
     }
 
@@ -78,8 +74,8 @@ impl VxlanQueue {
         // Unstable sort without allocation; `start` keeps the queue order within a socket.
         self.msgs.sort_unstable_by_key(|m| (m.socket, m.start));
         for run in self.msgs.chunk_by(|a, b| a.socket == b.socket) {
-            for chunk in run.chunks(CHUNK) {
-                let msgs: arrayvec::ArrayVec<(SocketAddr, &[u8]), CHUNK> = chunk
+            for chunk in run.chunks(MAX_BATCH) {
+                let msgs: arrayvec::ArrayVec<(SocketAddr, &[u8]), MAX_BATCH> = chunk
                     .iter()
                     .map(|m| {
                         (
@@ -99,7 +95,6 @@ impl VxlanQueue {
                 for m in chunk.iter().take(sent) {
                     on_sent(m.peer, m.len);
                 }
-                done.sent += sent;
                 done.lost += chunk.len() - sent;
                 if chunk.len() > 1 {
                     done.batched += sent;

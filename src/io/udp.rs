@@ -131,13 +131,7 @@ impl TunnelSocket {
         segment_size: usize,
     ) -> Result<(), UdpSendError> {
         if segment_size == 0 {
-            return Err(UdpSendError {
-                sent: 0,
-                source: io::Error::new(
-                    io::ErrorKind::InvalidInput,
-                    "UDP segment size must be positive",
-                ),
-            });
+            return Err(UdpSendError::zero_segment_size());
         }
         if payload.len() <= segment_size {
             return self
@@ -202,13 +196,7 @@ impl TunnelSocket {
         segment_size: usize,
     ) -> Result<(), UdpSendError> {
         if segment_size == 0 {
-            return Err(UdpSendError {
-                sent: 0,
-                source: io::Error::new(
-                    io::ErrorKind::InvalidInput,
-                    "segment size must be positive",
-                ),
-            });
+            return Err(UdpSendError::zero_segment_size());
         }
         let mut sent = 0;
         let mut pieces = payload.chunks(segment_size).peekable();
@@ -273,6 +261,19 @@ pub struct UdpSendError {
     /// Why the rest were not.
     #[source]
     pub source: io::Error,
+}
+
+impl UdpSendError {
+    /// Nothing sent: a segment size of 0 cannot cut a payload into datagrams.
+    fn zero_segment_size() -> Self {
+        Self {
+            sent: 0,
+            source: io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "UDP segment size must be positive",
+            ),
+        }
+    }
 }
 
 /// Forces `IP_PMTUDISC_DONT` (and the IPv6 equivalents) so oversize datagrams

@@ -426,6 +426,29 @@ pub fn udp_socket_in(ns: &str, bind: std::net::SocketAddr) -> std::net::UdpSocke
         .expect("bind UDP")
 }
 
+/// Sends `total` 64-byte datagrams in bursts of 50 (see [`udp_bursts`]) from container
+/// `from` to `dest` in container `to`, asserts that every one arrived and that counter
+/// `batch_counter` of `host` moved (the batching under test happened), and returns the
+/// host's status and that counter.
+pub fn assert_bursts_arrive_batched(
+    lab: &mut Lab,
+    host: &str,
+    [from, to]: [&str; 2],
+    dest: std::net::SocketAddr,
+    total: usize,
+    batch_counter: &str,
+) -> (serde_json::Value, u64) {
+    let lost = udp_bursts(&lab.ns(from), &lab.ns(to), dest, total, 50);
+    let status = lab.status(host);
+    assert_eq!(
+        lost, 0,
+        "{lost} of {total} datagrams never arrived: {status}"
+    );
+    let batched = status["counters"][batch_counter].as_u64().unwrap_or(0);
+    assert!(batched > 0, "{batch_counter} never moved: {status}");
+    (status, batched)
+}
+
 /// Sends `total` numbered 64-byte UDP datagrams from `from_ns` to `dest` in `to_ns` (full
 /// names) in bursts of `burst`, each burst waited for (5 s at most) before the next, and
 /// returns how many never arrived. Back-to-back datagrams land several to one receive

@@ -565,11 +565,6 @@ impl FramePacker {
         session.seal(now, DatagramKind::Frames, &mut self.buf)?;
         Ok(&self.buf)
     }
-
-    /// Drops the waiting frames (the session they were for is gone); returns how many.
-    pub fn discard(&mut self) -> usize {
-        std::mem::take(&mut self.frames)
-    }
 }
 
 /// Appends a sealed heartbeat datagram to `out` (the heartbeat frame padded to `pad_to`
