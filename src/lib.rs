@@ -7,6 +7,7 @@
 
 pub mod api;
 pub mod cli;
+pub mod cni;
 pub mod daemon;
 pub mod dataplane;
 pub mod home;

@@ -3,6 +3,14 @@
 use clap::Parser as _;
 
 fn main() -> std::process::ExitCode {
+    let argv0 = std::env::args_os().next().unwrap_or_default();
+    if weft::cni::invoked_as_plugin(
+        &argv0,
+        std::env::args_os().count(),
+        std::env::var_os("CNI_COMMAND").is_some(),
+    ) {
+        return weft::cni::run_plugin();
+    }
     let cli = weft::cli::Cli::parse();
     match weft::cli::run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,

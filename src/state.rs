@@ -77,6 +77,9 @@ pub struct EndpointRecord {
     pub ips: Vec<IpNet>,
     /// The MTU set on the container interface.
     pub mtu: u32,
+    /// The runtime's identity for this endpoint (see `AttachRequest::owner`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
 }
 
 /// A host port on a network.
@@ -192,6 +195,7 @@ mod tests {
             mac: "02:00:00:00:00:02".into(),
             ips: vec!["10.2.0.1/24".parse().unwrap()],
             mtu: 1450,
+            owner: Some("cni/net/c1/eth0".into()),
         });
         s.save(&p).unwrap();
         assert_eq!(State::load(&p).unwrap(), s);

@@ -15,12 +15,14 @@
 #![forbid(unsafe_code)]
 
 mod config;
+mod conflist;
 mod error;
 mod invocation;
 mod result;
 mod version;
 
 pub use config::{Attachment, DEFAULT_SOCKET, MAX_CONFIG_BYTES, NetConf, RouteSpec, WeftGateway};
+pub use conflist::{ConflistSpec, valid_gateway};
 pub use error::{CniError, ErrorCode};
 pub use invocation::{Command, Invocation, parse_cni_args};
 pub use result::{CniResult, Dns, Interface, IpConfig, ResultRoute};

@@ -31,13 +31,22 @@ pub struct AttachRequest {
     /// MAC override (default: random, locally administered).
     #[serde(default)]
     pub mac: Option<String>,
+    /// The endpoint's identity for a runtime (e.g. `cni/NET/CONTAINER/IFNAME`): an attach
+    /// with an owner that already has an endpoint answers that endpoint (idempotent ADD).
+    #[serde(default)]
+    pub owner: Option<String>,
 }
 
-/// `POST /detach`: undo an attach.
+/// `POST /detach`: undo an attach, by target or by owner.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DetachRequest {
-    /// The target as given to attach (or another name of the same namespace).
+    /// The target as given to attach (or another name of the same namespace); empty when
+    /// detaching by owner.
+    #[serde(default)]
     pub target: String,
+    /// Detach the endpoint of this owner; none existing is success (idempotent DEL).
+    #[serde(default)]
+    pub owner: Option<String>,
     /// Only the endpoint on this network (default: all of the target's endpoints).
     #[serde(default)]
     pub network: Option<String>,

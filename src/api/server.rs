@@ -342,6 +342,7 @@ mod tests {
             ifname: None,
             mtu: None,
             mac: None,
+            owner: None,
         };
         let err = c.post::<_, serde_json::Value>("/attach", &req).unwrap_err();
         assert_eq!(err.to_string(), "address in use");

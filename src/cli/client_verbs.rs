@@ -31,6 +31,7 @@ pub(super) fn run(home: &Home, command: Command) -> anyhow::Result<()> {
                 ifname: Some(a.ifname),
                 mtu: a.mtu,
                 mac: a.mac.map(|m| m.to_string()),
+                owner: None,
             };
             let ep: EndpointRecord = api.post("/attach", &req)?;
             println!("{}", ps_line(&ep));
@@ -40,6 +41,7 @@ pub(super) fn run(home: &Home, command: Command) -> anyhow::Result<()> {
                 "/detach",
                 &DetachRequest {
                     target: d.target,
+                    owner: None,
                     network: d.network,
                 },
             )?;
@@ -107,7 +109,11 @@ pub(super) fn run(home: &Home, command: Command) -> anyhow::Result<()> {
             }
         }
         Command::Metrics => print!("{}", api.get_text("/metrics")?),
-        Command::Launch(_) | Command::Reset(_) | Command::Lab(_) | Command::Completions { .. } => {
+        Command::Launch(_)
+        | Command::Reset(_)
+        | Command::Lab(_)
+        | Command::Cni(_)
+        | Command::Completions { .. } => {
             anyhow::bail!("internal error: verb not handled by the API client")
         }
     }

@@ -11,6 +11,7 @@ pub(crate) use launch::running_pid;
 
 use std::path::PathBuf;
 
+use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use ipnet::IpNet;
 
@@ -67,6 +68,9 @@ pub enum Command {
     /// Run a self-contained demonstration lab in network namespaces.
     #[command(subcommand)]
     Lab(LabCommand),
+    /// The CNI plugin: install it for kubelet, containerd, Podman or cnitool.
+    #[command(subcommand)]
+    Cni(CniCommand),
     /// Print a shell completion script.
     Completions {
         /// The shell.
@@ -249,6 +253,54 @@ pub enum NetworkCommand {
     },
 }
 
+/// `weft cni ...`.
+#[derive(Debug, Clone, Subcommand)]
+pub enum CniCommand {
+    /// Copy this binary to BIN-DIR/weft-cni and write a conflist (weft, then portmap) to
+    /// CONF-DIR, both atomically. Runtimes then run weft-cni for the network NAME.
+    Install(CniInstallArgs),
+}
+
+/// `weft cni install`.
+#[derive(Debug, Clone, Args)]
+pub struct CniInstallArgs {
+    /// Where runtimes look for plugins: /opt/cni/bin (kubelet, containerd, CRI-O) or
+    /// /usr/lib/cni (Debian's Podman and containernetworking-plugins).
+    #[arg(long, default_value = "/opt/cni/bin", value_name = "DIR")]
+    pub bin_dir: PathBuf,
+    /// Where runtimes read network configurations.
+    #[arg(long, default_value = "/etc/cni/net.d", value_name = "DIR")]
+    pub conf_dir: PathBuf,
+    /// The conflist's file name (runtimes that take the first file sort by name).
+    #[arg(long, default_value = "10-weft.conflist")]
+    pub file: String,
+    /// The CNI network name.
+    #[arg(long, default_value = "weft")]
+    pub name: String,
+    /// The spec version of the conflist (1.0.0 is read by libcni 1.1 and later).
+    #[arg(long, default_value = "1.0.0")]
+    pub cni_version: String,
+    /// The router's API socket [default: the plugin's default, /run/weft/weft.sock].
+    #[arg(long, value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+    /// The weft network containers join [default: default].
+    #[arg(long)]
+    pub network: Option<String>,
+    /// The subnet weft's IPAM allocates from [default: the router's default subnet].
+    #[arg(long, value_name = "CIDR")]
+    pub subnet: Option<IpNet>,
+    /// The containers' MTU [default: the router's overlay MTU].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(576..=65000))]
+    pub mtu: Option<u32>,
+    /// The containers' default gateway: an address, or "host" for this host's
+    /// `weft expose` address on the network.
+    #[arg(long)]
+    pub gateway: Option<String>,
+    /// Do not chain the reference portmap plugin (host ports).
+    #[arg(long)]
+    pub no_portmap: bool,
+}
+
 /// `weft lab ...`.
 #[derive(Debug, Clone, Subcommand)]
 pub enum LabCommand {
@@ -265,6 +317,35 @@ pub struct LabDemoArgs {
     pub keep: bool,
 }
 
+fn cni_install(args: &CniInstallArgs) -> anyhow::Result<()> {
+    if let Some(g) = &args.gateway {
+        anyhow::ensure!(
+            ::cni::valid_gateway(g),
+            "--gateway {g:?} must be an IP address or \"host\""
+        );
+    }
+    let spec = ::cni::ConflistSpec {
+        name: args.name.clone(),
+        cni_version: args
+            .cni_version
+            .parse()
+            .map_err(|e: ::cni::CniError| anyhow::anyhow!("--cni-version: {}", e.details))?,
+        plugin_type: crate::cni::PLUGIN_NAME.to_string(),
+        socket: args.socket.clone(),
+        network: args.network.clone(),
+        subnet: args.subnet,
+        mtu: args.mtu,
+        gateway: args.gateway.clone(),
+        portmap: !args.no_portmap,
+    };
+    let exe = std::env::current_exe().context("cannot find this weft binary")?;
+    let done =
+        crate::cni::install::install(&exe, &args.bin_dir, &args.conf_dir, &args.file, &spec)?;
+    println!("installed {}", done.binary.display());
+    println!("installed {}", done.conflist.display());
+    Ok(())
+}
+
 /// Runs the command line; the binary's `main` maps the error to exit status 1.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     let home = Home::new(cli.home.as_deref());
@@ -272,6 +353,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Launch(args) => launch::run(&home, args),
         Command::Reset(args) => reset::run(&home, &args),
         Command::Lab(LabCommand::Demo(args)) => crate::lab::demo(&args),
+        Command::Cni(CniCommand::Install(args)) => cni_install(&args),
         Command::Completions { shell } => {
             use clap::CommandFactory as _;
             clap_complete::generate(shell, &mut Cli::command(), "weft", &mut std::io::stdout());

@@ -314,6 +314,17 @@ impl Netlink {
     /// Adds a direct route to `dst` out of link `oif` in the main table (e.g.
     /// `224.0.0.0/4 dev weft0` inside a container).
     pub fn add_route(&mut self, dst: ipnet::IpNet, oif: u32) -> Result<(), NetlinkError> {
+        self.add_route_via(dst, None, oif)
+    }
+
+    /// Adds a route to `dst` out of link `oif` in the main table, through `gw` when given
+    /// (`ip route add 0.0.0.0/0 via GW dev X`), else on-link.
+    pub fn add_route_via(
+        &mut self,
+        dst: ipnet::IpNet,
+        gw: Option<IpAddr>,
+        oif: u32,
+    ) -> Result<(), NetlinkError> {
         let op = "add route";
         let mut msg = RouteMessage::default();
         msg.header.address_family = family_of(dst.addr());
@@ -321,15 +332,21 @@ impl Netlink {
         msg.header.table = RouteHeader::RT_TABLE_MAIN;
         msg.header.protocol = RouteProtocol::Boot;
         msg.header.kind = RouteType::Unicast;
-        // No gateway: on-link, as `ip route add PREFIX dev X` makes it.
-        msg.header.scope = match dst {
-            ipnet::IpNet::V4(_) => RouteScope::Link,
-            ipnet::IpNet::V6(_) => RouteScope::Universe,
+        // Without a gateway: on-link, as `ip route add PREFIX dev X` makes it.
+        msg.header.scope = match (dst, gw) {
+            (ipnet::IpNet::V4(_), None) => RouteScope::Link,
+            _ => RouteScope::Universe,
         };
-        msg.attributes
-            .push(RouteAttribute::Destination(RouteAddress::from(
-                dst.network(),
-            )));
+        if dst.prefix_len() > 0 {
+            msg.attributes
+                .push(RouteAttribute::Destination(RouteAddress::from(
+                    dst.network(),
+                )));
+        }
+        if let Some(gw) = gw {
+            msg.attributes
+                .push(RouteAttribute::Gateway(RouteAddress::from(gw)));
+        }
         msg.attributes.push(RouteAttribute::Oif(oif));
         self.request(
             op,
@@ -352,6 +369,22 @@ impl Netlink {
             },
             other => other,
         })
+    }
+
+    /// The routes of the main table, both families (what `ip route` and `ip -6 route`
+    /// list), for checking that a container's routes are still in place.
+    pub fn routes(&mut self) -> Result<Vec<RouteInfo>, NetlinkError> {
+        let mut out = Vec::new();
+        for family in [AddressFamily::Inet, AddressFamily::Inet6] {
+            let mut msg = RouteMessage::default();
+            msg.header.address_family = family;
+            let replies = self.dump("list routes", RouteNetlinkMessage::GetRoute(msg))?;
+            out.extend(replies.iter().filter_map(|reply| match reply {
+                RouteNetlinkMessage::NewRoute(m) => route_info(m),
+                _ => None,
+            }));
+        }
+        Ok(out)
     }
 
     /// A dump request, retried when a concurrent change interrupts it.
@@ -497,6 +530,50 @@ fn extended_ack_message(flags: u16, payload: &[u8]) -> Option<String> {
             let text = value.split(|b| *b == 0).next().unwrap_or(value);
             String::from_utf8_lossy(text).into_owned()
         })
+}
+
+/// A route of the main table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RouteInfo {
+    /// Destination (`0.0.0.0/0` or `::/0` for a default route).
+    pub dst: ipnet::IpNet,
+    /// Next hop, if any.
+    pub gw: Option<IpAddr>,
+    /// Outgoing link.
+    pub oif: Option<u32>,
+}
+
+fn route_info(msg: &RouteMessage) -> Option<RouteInfo> {
+    if msg.header.table != RouteHeader::RT_TABLE_MAIN || msg.header.kind != RouteType::Unicast {
+        return None;
+    }
+    let ip = |a: &RouteAddress| match a {
+        RouteAddress::Inet(v4) => Some(IpAddr::V4(*v4)),
+        RouteAddress::Inet6(v6) => Some(IpAddr::V6(*v6)),
+        _ => None,
+    };
+    let mut dst = None;
+    let mut gw = None;
+    let mut oif = None;
+    for attr in &msg.attributes {
+        match attr {
+            RouteAttribute::Destination(a) => dst = ip(a),
+            RouteAttribute::Gateway(a) => gw = ip(a),
+            RouteAttribute::Oif(i) => oif = Some(*i),
+            _ => {}
+        }
+    }
+    let unspecified = match msg.header.address_family {
+        AddressFamily::Inet => IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+        AddressFamily::Inet6 => IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
+        _ => return None,
+    };
+    let dst = ipnet::IpNet::new(
+        dst.unwrap_or(unspecified),
+        msg.header.destination_prefix_length,
+    )
+    .ok()?;
+    Some(RouteInfo { dst, gw, oif })
 }
 
 fn family_of(ip: IpAddr) -> AddressFamily {

@@ -71,6 +71,23 @@ fn netlink_error(context: &str, e: NetlinkError) -> ApiError {
 impl Router {
     /// Attaches a container (see the module docs).
     pub(super) fn attach(&mut self, req: &AttachRequest) -> Result<EndpointRecord, ApiError> {
+        // A runtime retrying an ADD gets the endpoint it already has: no second veth,
+        // no second address.
+        if let Some(owner) = &req.owner {
+            if owner.is_empty() || owner.len() > 512 {
+                return Err(ApiError::bad_request(
+                    "owner must be 1 to 512 bytes of text",
+                ));
+            }
+            if let Some(ep) = self
+                .state
+                .endpoints
+                .iter()
+                .find(|e| e.owner.as_ref() == Some(owner))
+            {
+                return Ok(ep.clone());
+            }
+        }
         let target =
             NetnsTarget::from_str(&req.target).map_err(|e| ApiError::bad_request(e.to_string()))?;
         let netns_fd = target
@@ -180,6 +197,7 @@ impl Router {
             mac: mac.to_string(),
             ips: req.ips.clone(),
             mtu,
+            owner: req.owner.clone(),
         };
         self.state.endpoints.push(record.clone());
         if let Err(e) = self.save() {
@@ -221,14 +239,21 @@ impl Router {
             .and_then(|t| t.open().ok())
             .and_then(|fd| netns::netns_id(fd.as_fd()).ok())
             .map(|id| (id.dev(), id.ino()));
-        let matches = |e: &EndpointRecord| {
-            (live_id == Some(e.netns_id) || e.target == req.target)
-                && req.network.as_ref().is_none_or(|n| *n == e.network)
+        let matches = |e: &EndpointRecord| match &req.owner {
+            Some(owner) => e.owner.as_ref() == Some(owner),
+            None => {
+                (live_id == Some(e.netns_id) || e.target == req.target)
+                    && req.network.as_ref().is_none_or(|n| *n == e.network)
+            }
         };
         let (gone, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut self.state.endpoints)
             .into_iter()
             .partition(matches);
         self.state.endpoints = kept;
+        if gone.is_empty() && req.owner.is_some() {
+            // Detaching by owner is idempotent: a runtime's repeated DEL succeeds.
+            return Ok(gone);
+        }
         if gone.is_empty() {
             return Err(ApiError::not_found(format!(
                 "{} is not attached{}",
