@@ -575,3 +575,116 @@ fn a_hundred_concurrent_adds_all_succeed_with_distinct_addresses() {
         .to_string();
     lab.assert_ping("p99", &first);
 }
+
+// ---- weft's own IPAM: switch these on when `/attach` allocates (issue 11) ----
+
+#[test]
+#[ignore = "needs weft IPAM (issue 11): /attach with empty ips or net:CIDR allocates"]
+fn weft_ipam_gives_each_container_its_own_address_and_takes_it_back() {
+    let Some(lab) = two_hosts("cni_weft_ipam", &["c1", "c2"]) else {
+        return;
+    };
+    let d1 = lab.conf_dir(
+        "h1",
+        &weft_conflist(
+            &lab,
+            "h1",
+            "ipamnet",
+            "1.0.0",
+            json!({ "subnet": "10.67.0.0/24" }),
+        ),
+    );
+    let d2 = lab.conf_dir(
+        "h2",
+        &weft_conflist(
+            &lab,
+            "h2",
+            "ipamnet",
+            "1.0.0",
+            json!({ "subnet": "10.67.0.0/24" }),
+        ),
+    );
+    let r1 = lab.cnitool_ok("h1", &d1, "add", "ipamnet", "c1", &[]);
+    let again = lab.cnitool_ok("h1", &d1, "add", "ipamnet", "c1", &[]);
+    assert_eq!(result_addresses(&again), result_addresses(&r1));
+    let r2 = lab.cnitool_ok("h2", &d2, "add", "ipamnet", "c2", &[]);
+    let (a1, a2) = (result_addresses(&r1), result_addresses(&r2));
+    assert_ne!(a1, a2);
+    assert!(a1[0].starts_with("10.67.0."), "{r1}");
+    lab.assert_ping("c1", a2[0].split('/').next().unwrap());
+    lab.cnitool_ok("h1", &d1, "check", "ipamnet", "c1", &[]);
+    lab.cnitool_ok("h1", &d1, "del", "ipamnet", "c1", &[]);
+    lab.cnitool_ok("h1", &d1, "del", "ipamnet", "c1", &[]);
+    // The address came back: the next container may get it again.
+    let r3 = lab.cnitool_ok("h1", &d1, "add", "ipamnet", "c1", &[]);
+    assert!(result_addresses(&r3)[0].starts_with("10.67.0."));
+    lab.cnitool_ok("h1", &d1, "del", "ipamnet", "c1", &[]);
+    lab.cnitool_ok("h2", &d2, "del", "ipamnet", "c2", &[]);
+}
+
+#[test]
+#[ignore = "needs weft IPAM (issue 11): /attach with empty ips or net:CIDR allocates"]
+fn weft_ipam_exhausted_subnet_is_an_error_with_nothing_left_behind() {
+    let Some(mut lab) = CniLab::new("cni_weft_ipam_full") else {
+        return;
+    };
+    lab.add_ns(&["h1", "c1", "c2", "c3"]);
+    lab.weft_ok("h1", &["launch"]);
+    let path = lab.cni_path();
+    // A /30 has two usable addresses.
+    let conf = json!({ "cniVersion": "1.0.0", "name": "fullnet", "type": "weft-cni",
+        "socket": lab.socket("h1"), "subnet": "10.32.9.0/30" })
+    .to_string();
+    for (i, c) in ["c1", "c2"].iter().enumerate() {
+        let ns = netns_path(&lab.ns(c));
+        let (ok, out) = lab.invoke(&env_for("ADD", &format!("f{i}"), &ns, &path), &conf);
+        assert!(ok, "{out}");
+    }
+    let ns = netns_path(&lab.ns("c3"));
+    let (ok, out) = lab.invoke(&env_for("ADD", "f3", &ns, &path), &conf);
+    assert!(!ok, "a third address from a /30: {out}");
+    let code = error_code(&out);
+    assert!(code == 100 || code == 11, "{out}");
+    assert!(!lab.exec_ok("c3", &["ip", "-o", "link"]).contains("eth0"));
+    assert_eq!(lab.endpoints("h1").len(), 2);
+    assert_eq!(lab.weft_links("h1").len(), 2);
+}
+
+#[test]
+#[ignore = "needs weft IPAM (issue 11): /attach with empty ips or net:CIDR allocates"]
+fn a_hundred_concurrent_adds_with_weft_ipam_get_distinct_addresses() {
+    let Some(mut lab) = CniLab::new("cni_concurrent_ipam") else {
+        return;
+    };
+    lab.add_ns(&["h1"]);
+    let names: Vec<String> = (0..100).map(|i| format!("p{i}")).collect();
+    let shorts: Vec<&str> = names.iter().map(String::as_str).collect();
+    lab.add_ns(&shorts);
+    lab.weft_ok("h1", &["launch"]);
+    let path = lab.cni_path();
+    let conf = json!({ "cniVersion": "1.0.0", "name": "podnet", "type": "weft-cni",
+        "socket": lab.socket("h1") })
+    .to_string();
+    let lab_ref = &lab;
+    let results: Vec<(bool, String)> = std::thread::scope(|s| {
+        let handles: Vec<_> = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| {
+                let (conf, path) = (&conf, &path);
+                s.spawn(move || {
+                    let ns = netns_path(&lab_ref.ns(n));
+                    lab_ref.invoke(&env_for("ADD", &format!("pod{i}"), &ns, path), conf)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let mut addrs = BTreeSet::new();
+    for (ok, out) in &results {
+        assert!(ok, "{out}");
+        let r: serde_json::Value = serde_json::from_str(out).unwrap();
+        addrs.insert(result_addresses(&r)[0].clone());
+    }
+    assert_eq!(addrs.len(), 100, "addresses not distinct");
+}
