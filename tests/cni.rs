@@ -688,3 +688,81 @@ fn a_hundred_concurrent_adds_with_weft_ipam_get_distinct_addresses() {
     }
     assert_eq!(addrs.len(), 100, "addresses not distinct");
 }
+
+#[test]
+fn weft_cni_install_puts_a_working_plugin_in_either_layout() {
+    let Some(mut lab) = CniLab::new("cni_install") else {
+        return;
+    };
+    lab.add_ns(&["h1", "c1"]);
+    lab.weft_ok("h1", &["launch"]);
+    let socket = lab.socket("h1");
+    // kubelet/containerd look in /opt/cni/bin; Debian's packages in /usr/lib/cni.
+    for (layout, bin) in [("opt", "opt/cni/bin"), ("debian", "usr/lib/cni")] {
+        let root = lab.tmp(&format!("root-{layout}"));
+        let (bin_dir, conf_dir) = (root.join(bin), root.join("etc/cni/net.d"));
+        let args = [
+            "cni",
+            "install",
+            "--bin-dir",
+            bin_dir.to_str().unwrap(),
+            "--conf-dir",
+            conf_dir.to_str().unwrap(),
+            "--socket",
+            &socket,
+            "--name",
+            "inst",
+            "--mtu",
+            "1300",
+        ];
+        // Twice: a reinstall (an updated DaemonSet) replaces both files in place.
+        for _ in 0..2 {
+            let out = lab.weft_ok("h1", &args);
+            assert!(
+                out.contains("weft-cni") && out.contains("10-inst.conflist"),
+                "{out}"
+            );
+        }
+        let installed = std::fs::read(bin_dir.join("weft-cni")).unwrap();
+        assert!(
+            installed == std::fs::read(env!("CARGO_BIN_EXE_weft")).unwrap(),
+            "not the weft binary"
+        );
+        let names: Vec<_> = std::fs::read_dir(&bin_dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        assert_eq!(names.len(), 1, "temporary files left: {names:?}");
+        let env = [
+            (
+                "CNI_PATH",
+                format!("{}:{}", bin_dir.display(), cni_support::DEBIAN_PLUGINS),
+            ),
+            ("CNI_ARGS", "IP=10.73.0.5/24".to_string()),
+        ];
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let r = lab.cnitool_ok("h1", &conf_dir, "add", "inst", "c1", &env);
+        assert_eq!(result_addresses(&r), ["10.73.0.5/24"]);
+        assert_eq!(
+            lab.exec_ok("c1", &["cat", "/sys/class/net/eth0/mtu"])
+                .trim(),
+            "1300"
+        );
+        lab.cnitool_ok("h1", &conf_dir, "del", "inst", "c1", &env);
+    }
+    let err = lab.weft(
+        "h1",
+        &[
+            "cni",
+            "install",
+            "--bin-dir",
+            "/nonexistent-weft/x",
+            "--file",
+            "../evil.conflist",
+        ],
+    );
+    assert!(!err.status.success());
+    assert!(String::from_utf8_lossy(&err.stderr).contains("evil.conflist"));
+    assert!(!std::path::Path::new("/nonexistent-weft").exists());
+}

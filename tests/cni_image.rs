@@ -245,6 +245,20 @@ fn the_image_runs_the_router_and_installs_what_a_kubelet_runs() {
     assert_eq!(conflist["plugins"][0]["type"], "weft-cni");
     assert_eq!(conflist["plugins"][1]["type"], "portmap");
 
+    // The DaemonSet runs this same installer into the node's /opt/cni/bin and /etc/cni/net.d.
+    let manifest = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/kubernetes/weft.yaml"),
+    )
+    .unwrap();
+    for needed in [
+        "/usr/bin/weft-install-cni",
+        "/host/opt/cni/bin",
+        "/host/etc/cni/net.d",
+        "hostNetwork: true",
+    ] {
+        assert!(manifest.contains(needed), "the DaemonSet lacks {needed}");
+    }
+
     // What a kubelet's runtime would run: only the installed files.
     let env = [
         ("CNI_PATH", bin_dir.display().to_string()),

@@ -271,9 +271,10 @@ pub struct CniInstallArgs {
     /// Where runtimes read network configurations.
     #[arg(long, default_value = "/etc/cni/net.d", value_name = "DIR")]
     pub conf_dir: PathBuf,
-    /// The conflist's file name (runtimes that take the first file sort by name).
-    #[arg(long, default_value = "10-weft.conflist")]
-    pub file: String,
+    /// The conflist's file name (runtimes that take the first file sort by name)
+    /// [default: 10-NAME.conflist].
+    #[arg(long)]
+    pub file: Option<String>,
     /// The CNI network name.
     #[arg(long, default_value = "weft")]
     pub name: String,
@@ -339,8 +340,11 @@ fn cni_install(args: &CniInstallArgs) -> anyhow::Result<()> {
         portmap: !args.no_portmap,
     };
     let exe = std::env::current_exe().context("cannot find this weft binary")?;
-    let done =
-        crate::cni::install::install(&exe, &args.bin_dir, &args.conf_dir, &args.file, &spec)?;
+    let file = args
+        .file
+        .clone()
+        .unwrap_or_else(|| format!("10-{}.conflist", args.name));
+    let done = crate::cni::install::install(&exe, &args.bin_dir, &args.conf_dir, &file, &spec)?;
     println!("installed {}", done.binary.display());
     println!("installed {}", done.conflist.display());
     Ok(())
