@@ -766,3 +766,38 @@ fn weft_cni_install_puts_a_working_plugin_in_either_layout() {
     assert!(String::from_utf8_lossy(&err.stderr).contains("evil.conflist"));
     assert!(!std::path::Path::new("/nonexistent-weft").exists());
 }
+
+#[test]
+fn a_prev_result_is_passed_on_with_weft_s_part_appended() {
+    let Some(mut lab) = CniLab::new("cni_prev_result") else {
+        return;
+    };
+    lab.add_ns(&["h1", "c1"]);
+    lab.weft_ok("h1", &["launch"]);
+    let path = lab.cni_path();
+    let ns = netns_path(&lab.ns("c1"));
+    // As if a plugin before weft in the chain had made an interface of its own.
+    let conf = json!({ "cniVersion": "1.0.0", "name": "prevnet", "type": "weft-cni",
+        "socket": lab.socket("h1"), "subnet": "10.76.0.0/24",
+        "prevResult": { "cniVersion": "1.0.0",
+            "interfaces": [{ "name": "other0", "sandbox": ns }],
+            "ips": [{ "address": "10.99.0.1/32", "interface": 0 }],
+            "routes": [], "dns": { "nameservers": ["10.99.0.53"] } } })
+    .to_string();
+    let mut env = env_for("ADD", "prev1", &ns, &path);
+    env.push(("CNI_ARGS", "IP=10.76.0.9"));
+    let (ok, out) = lab.invoke(&env, &conf);
+    assert!(ok, "{out}");
+    let r: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(r["interfaces"][0]["name"], "other0", "{r}");
+    assert_eq!(r["interfaces"][2]["name"], "eth0", "{r}");
+    assert_eq!(r["ips"][0]["address"], "10.99.0.1/32");
+    assert_eq!(r["ips"][1]["address"], "10.76.0.9/24");
+    assert_eq!(
+        r["ips"][1]["interface"], 2,
+        "weft's address points at its own interface"
+    );
+    assert_eq!(r["dns"]["nameservers"][0], "10.99.0.53");
+    let (ok, out) = lab.invoke(&env_for("DEL", "prev1", &ns, &path), &conf);
+    assert!(ok, "{out}");
+}
