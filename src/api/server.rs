@@ -267,6 +267,14 @@ mod tests {
         assert_eq!(e.status, 400);
         assert!(e.message.contains("invalid request JSON"), "{}", e.message);
         assert_eq!(parse("GET", "/nope", b"").unwrap_err().status, 404);
+        // A runtime detaches by owner alone (no target).
+        match parse("POST", "/detach", br#"{"owner":"cni/n/c1/eth0"}"#) {
+            Ok(Request::Detach(d)) => {
+                assert_eq!(d.owner.as_deref(), Some("cni/n/c1/eth0"));
+                assert!(d.target.is_empty());
+            }
+            other => panic!("{other:?}"),
+        }
         assert_eq!(
             parse("POST", "/network/rm", br#"{"name":"blue"}"#),
             Ok(Request::RemoveNetwork("blue".into()))
