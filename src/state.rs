@@ -80,6 +80,12 @@ pub struct EndpointRecord {
     /// The runtime's identity for this endpoint (see `AttachRequest::owner`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner: Option<String>,
+    /// For an endpoint whose container end the runtime moves itself: that end's name
+    /// while it is still in the router's namespace (Docker's Join answers it as
+    /// `SrcName`). `netns_path` and `netns_id` are then empty: weft never sees the
+    /// container's namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handover_ifname: Option<String>,
 }
 
 /// A host port on a network.
@@ -196,6 +202,7 @@ mod tests {
             ips: vec!["10.2.0.1/24".parse().unwrap()],
             mtu: 1450,
             owner: Some("cni/net/c1/eth0".into()),
+            handover_ifname: None,
         });
         s.save(&p).unwrap();
         assert_eq!(State::load(&p).unwrap(), s);

@@ -35,6 +35,12 @@ pub struct AttachRequest {
     /// with an owner that already has an endpoint answers that endpoint (idempotent ADD).
     #[serde(default)]
     pub owner: Option<String>,
+    /// Leave the container end in the router's namespace, under a temporary name, for the
+    /// runtime to move into the container itself (Docker's Join does this: only dockerd
+    /// can see the container's namespace). `target` is then only a label, and the
+    /// answer's `handover_ifname` names the interface to move.
+    #[serde(default)]
+    pub handover: bool,
 }
 
 /// `POST /detach`: undo an attach, by target or by owner.

@@ -351,6 +351,7 @@ mod tests {
             mtu: None,
             mac: None,
             owner: None,
+            handover: false,
         };
         let err = c.post::<_, serde_json::Value>("/attach", &req).unwrap_err();
         assert_eq!(err.to_string(), "address in use");

@@ -32,6 +32,7 @@ pub(super) fn run(home: &Home, command: Command) -> anyhow::Result<()> {
                 mtu: a.mtu,
                 mac: a.mac.map(|m| m.to_string()),
                 owner: None,
+                handover: false,
             };
             let ep: EndpointRecord = api.post("/attach", &req)?;
             println!("{}", ps_line(&ep));

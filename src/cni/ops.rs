@@ -160,6 +160,7 @@ impl Call<'_> {
             mtu: self.conf.mtu,
             mac: self.conf.runtime_mac.clone(),
             owner: Some(owner.to_string()),
+            handover: false,
         };
         let mut body = serde_json::to_value(&req).map_err(|e| {
             CniError::new(

@@ -12,7 +12,7 @@ use std::str::FromStr as _;
 
 use ipnet::IpNet;
 
-use super::{LINK_PREFIX, PortBinding, Router};
+use super::{LINK_PREFIX, PortBinding, Router, handover};
 use crate::api::{ApiError, AttachRequest, DetachRequest};
 use crate::dataplane::{KnownEndpoint, LocalPort, PortHandle};
 use crate::io::{PacketPort, PortOptions};
@@ -43,8 +43,8 @@ fn host_ifname(netns: (u64, u64), ifname: &str, network: &str) -> String {
 }
 
 /// Deletes a freshly created veth if the attach does not complete.
-struct VethGuard {
-    index: Option<u32>,
+pub(super) struct VethGuard {
+    pub(super) index: Option<u32>,
 }
 
 impl Drop for VethGuard {
@@ -58,7 +58,7 @@ impl Drop for VethGuard {
     }
 }
 
-fn netlink_error(context: &str, e: NetlinkError) -> ApiError {
+pub(super) fn netlink_error(context: &str, e: NetlinkError) -> ApiError {
     match e {
         NetlinkError::AlreadyExists { .. } | NetlinkError::AddressExists { .. } => {
             ApiError::conflict(format!("{context}: {e}"))
@@ -66,6 +66,19 @@ fn netlink_error(context: &str, e: NetlinkError) -> ApiError {
         NetlinkError::InvalidArgument { .. } => ApiError::bad_request(format!("{context}: {e}")),
         other => ApiError::internal(&anyhow::anyhow!("{context}: {other}")),
     }
+}
+
+/// Where the container end of a new veth goes.
+enum ContainerSide {
+    /// Born inside the target namespace and configured there by weft.
+    Netns {
+        fd: std::os::fd::OwnedFd,
+        id: (u64, u64),
+        path: std::path::PathBuf,
+    },
+    /// Left in the router's namespace, down and unaddressed, under this temporary name,
+    /// for the runtime to move into the container (Docker's Join).
+    Handover(String),
 }
 
 impl Router {
@@ -88,14 +101,27 @@ impl Router {
                 return Ok(ep.clone());
             }
         }
-        let target =
-            NetnsTarget::from_str(&req.target).map_err(|e| ApiError::bad_request(e.to_string()))?;
-        let netns_fd = target
-            .open()
-            .map_err(|e| ApiError::not_found(e.to_string()))?;
-        let id = netns::netns_id(netns_fd.as_fd())
-            .map_err(|e| ApiError::internal(&anyhow::anyhow!(e)))?;
-        let netns_id = (id.dev(), id.ino());
+        let side = if req.handover {
+            let owner = req.owner.as_deref().ok_or_else(|| {
+                ApiError::bad_request(
+                    "a handover attach needs an owner (the runtime's endpoint id)",
+                )
+            })?;
+            ContainerSide::Handover(handover::container_ifname(owner))
+        } else {
+            let target = NetnsTarget::from_str(&req.target)
+                .map_err(|e| ApiError::bad_request(e.to_string()))?;
+            let fd = target
+                .open()
+                .map_err(|e| ApiError::not_found(e.to_string()))?;
+            let id =
+                netns::netns_id(fd.as_fd()).map_err(|e| ApiError::internal(&anyhow::anyhow!(e)))?;
+            ContainerSide::Netns {
+                fd,
+                id: (id.dev(), id.ino()),
+                path: target.path(),
+            }
+        };
         let ifname = req
             .ifname
             .clone()
@@ -109,11 +135,11 @@ impl Router {
             ));
         }
         let (network, net) = self.network_for(req.network.as_deref())?;
-        if let Some(ep) = self
-            .state
-            .endpoints
-            .iter()
-            .find(|e| e.netns_id == netns_id && e.network == network)
+        if let ContainerSide::Netns { id, .. } = &side
+            && let Some(ep) =
+                self.state.endpoints.iter().find(|e| {
+                    e.handover_ifname.is_none() && e.netns_id == *id && e.network == network
+                })
         {
             return Err(ApiError::conflict(format!(
                 "{} is already attached to network {network} as {} ({})",
@@ -143,20 +169,35 @@ impl Router {
             None => wire::Mac::local_from_bytes(rand::random()),
         };
         let mtu = req.mtu.unwrap_or(self.config.overlay_mtu);
-        let host_name = host_ifname(netns_id, &ifname, &network);
 
         let mut nl = Netlink::new().map_err(|e| ApiError::internal(&anyhow::anyhow!(e)))?;
-        let host_index = nl
-            .create_veth(&host_name, &ifname, netns_fd.as_fd())
-            .map_err(|e| {
-                netlink_error(
-                    &format!("cannot create interface {ifname} in {}", req.target),
-                    e,
+        let (host_name, host_index, guard) = match &side {
+            ContainerSide::Netns { fd, id, .. } => {
+                let host_name = host_ifname(*id, &ifname, &network);
+                let host_index = nl
+                    .create_veth(&host_name, &ifname, fd.as_fd())
+                    .map_err(|e| {
+                        netlink_error(
+                            &format!("cannot create interface {ifname} in {}", req.target),
+                            e,
+                        )
+                    })?;
+                (
+                    host_name,
+                    host_index,
+                    VethGuard {
+                        index: Some(host_index),
+                    },
                 )
-            })?;
-        let mut guard = VethGuard {
-            index: Some(host_index),
+            }
+            ContainerSide::Handover(container_name) => {
+                let host_name = handover::host_ifname(req.owner.as_deref().unwrap_or_default());
+                let (host_index, guard) =
+                    handover::create_pair(&mut nl, &host_name, container_name, mac, mtu)?;
+                (host_name, host_index, guard)
+            }
         };
+        let mut guard = guard;
 
         // The host end: no IPv6 (so no link-local address and no stack involvement), the
         // container's MTU so super-frames and MTU-sized frames pass, up.
@@ -167,12 +208,18 @@ impl Router {
         nl.set_up(host_index, true)
             .map_err(|e| netlink_error("cannot bring up the host end", e))?;
 
-        let ips = req.ips.clone();
-        let cname = ifname.clone();
-        netns::run_in_netns(netns_fd.as_fd(), move || {
-            configure_container_end(&cname, mac, mtu, &ips)
-        })
-        .map_err(|e| ApiError::internal(&anyhow::anyhow!(e)))??;
+        let (netns_path, netns_id, handover_ifname) = match side {
+            ContainerSide::Netns { fd, id, path } => {
+                let ips = req.ips.clone();
+                let cname = ifname.clone();
+                netns::run_in_netns(fd.as_fd(), move || {
+                    configure_container_end(&cname, mac, mtu, &ips)
+                })
+                .map_err(|e| ApiError::internal(&anyhow::anyhow!(e)))??;
+                (path, id, None)
+            }
+            ContainerSide::Handover(name) => (std::path::PathBuf::new(), (0, 0), Some(name)),
+        };
 
         let port = PacketPort::open(host_index, &PortOptions::default())
             .map_err(|e| ApiError::internal(&anyhow::anyhow!("cannot open {host_name}: {e}")))?;
@@ -189,7 +236,7 @@ impl Router {
 
         let record = EndpointRecord {
             target: req.target.clone(),
-            netns_path: target.path(),
+            netns_path,
             netns_id,
             network,
             ifname,
@@ -198,6 +245,7 @@ impl Router {
             ips: req.ips.clone(),
             mtu,
             owner: req.owner.clone(),
+            handover_ifname,
         };
         self.state.endpoints.push(record.clone());
         if let Err(e) = self.save() {

@@ -6,6 +6,7 @@
 
 mod attach;
 mod expose;
+mod handover;
 mod meshlink;
 pub mod networks;
 mod report;
