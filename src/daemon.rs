@@ -25,7 +25,12 @@ pub struct PidLock {
 impl PidLock {
     /// Takes the lock and writes our pid, or explains who holds it.
     pub fn acquire(home: &Home) -> anyhow::Result<Self> {
-        let path = home.pidfile();
+        Self::acquire_at(&home.pidfile())
+    }
+
+    /// The same for another of the home's processes (the Docker plugin), by pidfile.
+    pub fn acquire_at(path: &std::path::Path) -> anyhow::Result<Self> {
+        let path = path.to_path_buf();
         let file = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
@@ -66,7 +71,7 @@ impl Drop for PidLock {
 }
 
 /// Sets up `tracing` to stderr (the log file when launched in the background).
-fn init_logging(filter: &str) {
+pub(crate) fn init_logging(filter: &str) {
     let filter = tracing_subscriber::EnvFilter::try_new(filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt()
@@ -111,8 +116,22 @@ pub fn run(home: &Home, args: &LaunchArgs) -> anyhow::Result<()> {
             unblocker.unblock();
         })
         .context("cannot start signal thread")?;
+    let docker_plugin = if args.no_docker_plugin {
+        None
+    } else {
+        crate::docker::supervise::Supervisor::start(
+            home,
+            args.docker_plugin_paths(),
+            args.log_level.clone(),
+        )
+        .map_err(|e| tracing::error!("{e:#}"))
+        .ok()
+    };
     tracing::info!(socket = %home.socket().display(), "weft router ready");
     api.serve(&mut router);
+    if let Some(s) = docker_plugin {
+        s.shutdown();
+    }
     drop(api);
     router.shutdown();
     tracing::info!("weft router stopped");

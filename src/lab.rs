@@ -87,6 +87,8 @@ impl DemoLab {
         cmd.arg("--home")
             .arg(self.tmp.join(host))
             .args(args)
+            // The demo's routers are not Docker hosts, even where a dockerd runs.
+            .env("WEFT_NO_DOCKER_PLUGIN", "true")
             .stdin(Stdio::null());
         netns::command_in_netns(&mut cmd, self.ns_fd(host)?);
         let out = cmd.output().context("cannot run weft")?;

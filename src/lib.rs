@@ -10,6 +10,7 @@ pub mod cli;
 pub mod cni;
 pub mod daemon;
 pub mod dataplane;
+pub mod docker;
 pub mod home;
 pub mod io;
 pub mod lab;

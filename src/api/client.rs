@@ -93,6 +93,24 @@ impl Client {
         path: &str,
         body: Option<&[u8]>,
     ) -> Result<Vec<u8>, ClientError> {
+        let (status, payload) = self.exchange(method, path, body)?;
+        if (200..300).contains(&status) {
+            return Ok(payload);
+        }
+        let message = serde_json::from_slice::<ErrorBody>(&payload)
+            .map(|e| e.error)
+            .unwrap_or_else(|_| format!("HTTP {status}: {}", String::from_utf8_lossy(&payload)));
+        Err(ClientError::Refused(message))
+    }
+
+    /// Sends one request and returns the answer's status and body as they are, for
+    /// callers of servers whose errors are not weft's `{"error"}` (Docker's API).
+    pub fn exchange(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&[u8]>,
+    ) -> Result<(u16, Vec<u8>), ClientError> {
         let mut stream = match UnixStream::connect(&self.socket) {
             Ok(s) => s,
             Err(e)
@@ -117,15 +135,13 @@ impl Client {
         stream.write_all(body).map_err(io)?;
         let mut answer = Vec::new();
         stream.read_to_end(&mut answer).map_err(io)?;
-        let (status, payload) =
-            split_response(&answer).ok_or_else(|| self.protocol("malformed HTTP answer".into()))?;
-        if (200..300).contains(&status) {
-            return Ok(payload);
-        }
-        let message = serde_json::from_slice::<ErrorBody>(&payload)
-            .map(|e| e.error)
-            .unwrap_or_else(|_| format!("HTTP {status}: {}", String::from_utf8_lossy(&payload)));
-        Err(ClientError::Refused(message))
+        split_response(&answer).ok_or_else(|| self.protocol("malformed HTTP answer".into()))
+    }
+
+    /// The same client with another time limit per call.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
     }
 }
 

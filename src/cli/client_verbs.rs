@@ -114,6 +114,7 @@ pub(super) fn run(home: &Home, command: Command) -> anyhow::Result<()> {
         | Command::Reset(_)
         | Command::Lab(_)
         | Command::Cni(_)
+        | Command::DockerPlugin(_)
         | Command::Completions { .. } => {
             anyhow::bail!("internal error: verb not handled by the API client")
         }

@@ -84,6 +84,9 @@ pub(super) fn run(home: &Home, args: LaunchArgs) -> anyhow::Result<()> {
             if let (Some(old), Some(new)) = (replaced_vni, args.vni) {
                 println!("the default network's VNI changed from {old} to {new}");
             }
+            if !args.no_docker_plugin {
+                crate::docker::supervise::after_launch(home, &args.docker_plugin_paths());
+            }
             return Ok(());
         }
         if Instant::now() > deadline {
@@ -153,7 +156,12 @@ fn router_error(path: &std::path::Path, from: u64) -> Option<String> {
 /// A pidfile whose lock nobody holds is stale (the router died, e.g. `kill -9`): it does
 /// not count as running, and the next launch takes it over.
 pub(crate) fn running_pid(home: &Home) -> anyhow::Result<Option<u32>> {
-    let path = home.pidfile();
+    running_pid_at(&home.pidfile())
+}
+
+/// The same for another of the home's processes (the Docker plugin), by pidfile.
+pub(crate) fn running_pid_at(path: &std::path::Path) -> anyhow::Result<Option<u32>> {
+    let path = path.to_path_buf();
     let file = match File::open(&path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),

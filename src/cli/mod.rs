@@ -7,7 +7,7 @@ mod client_verbs;
 mod launch;
 mod reset;
 
-pub(crate) use launch::running_pid;
+pub(crate) use launch::{running_pid, running_pid_at};
 
 use std::path::PathBuf;
 
@@ -63,6 +63,9 @@ pub enum Command {
     /// Manage named networks.
     #[command(subcommand)]
     Network(NetworkCommand),
+    /// Serve Docker's network and IPAM plugin protocols (the router starts this when a
+    /// Docker daemon is reachable; run it by hand only to debug).
+    DockerPlugin(DockerPluginArgs),
     /// Print the router's Prometheus metrics.
     Metrics,
     /// Run a self-contained demonstration lab in network namespaces.
@@ -127,6 +130,41 @@ pub struct LaunchArgs {
     /// Most control connections this router keeps.
     #[arg(long, default_value_t = 64)]
     pub conn_limit: usize,
+    /// Do not start the Docker plugin, nor create the Docker network `weft`, even when a
+    /// Docker daemon is reachable (DOCKER_HOST, else /var/run/docker.sock).
+    #[arg(long, env = "WEFT_NO_DOCKER_PLUGIN")]
+    pub no_docker_plugin: bool,
+    /// Where the Docker plugin listens. Docker finds the default by itself; for any other
+    /// path weft writes `weft.spec` into --docker-plugin-spec-dir.
+    #[arg(long, value_name = "PATH", default_value = crate::docker::DEFAULT_SOCKET)]
+    pub docker_plugin_socket: PathBuf,
+    /// Where Docker reads plugin spec files.
+    #[arg(long, value_name = "DIR", default_value = crate::docker::DEFAULT_SPEC_DIR)]
+    pub docker_plugin_spec_dir: PathBuf,
+}
+
+impl LaunchArgs {
+    /// Where this launch's Docker plugin listens.
+    pub fn docker_plugin_paths(&self) -> crate::docker::supervise::PluginPaths {
+        crate::docker::supervise::PluginPaths::new(
+            self.docker_plugin_socket.clone(),
+            &self.docker_plugin_spec_dir,
+        )
+    }
+}
+
+/// `weft docker-plugin`.
+#[derive(Debug, Clone, Args)]
+pub struct DockerPluginArgs {
+    /// The socket to listen on.
+    #[arg(long, value_name = "PATH", default_value = crate::docker::DEFAULT_SOCKET)]
+    pub socket: PathBuf,
+    /// Where to write `weft.spec` when the socket is not Docker's default one.
+    #[arg(long, value_name = "DIR", default_value = crate::docker::DEFAULT_SPEC_DIR)]
+    pub spec_dir: PathBuf,
+    /// Log filter (error, warn, info, debug, trace, or a tracing directive).
+    #[arg(long, default_value = "info", env = "WEFT_LOG")]
+    pub log_level: String,
 }
 
 /// `weft reset`.
@@ -356,6 +394,11 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Launch(args) => launch::run(&home, args),
         Command::Reset(args) => reset::run(&home, &args),
+        Command::DockerPlugin(args) => crate::docker::serve::run(
+            &home,
+            &crate::docker::supervise::PluginPaths::new(args.socket, &args.spec_dir),
+            &args.log_level,
+        ),
         Command::Lab(LabCommand::Demo(args)) => crate::lab::demo(&args),
         Command::Cni(CniCommand::Install(args)) => cni_install(&args),
         Command::Completions { shell } => {

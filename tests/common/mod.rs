@@ -170,6 +170,8 @@ impl Lab {
             .arg("--home")
             .arg(&home)
             .args(args)
+            // Test routers are not Docker hosts unless a test says so (tests/docker.rs).
+            .env("WEFT_NO_DOCKER_PLUGIN", "true")
             .envs(env.iter().copied())
             .stdin(Stdio::null())
             .output()
