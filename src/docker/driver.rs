@@ -179,6 +179,25 @@ fn key(pool: &PoolId, address: IpAddr) -> String {
     format!("{pool} {address}")
 }
 
+/// The MAC of an endpoint Docker gave no MAC: derived from its network and address, as
+/// Docker's own bridge derives it from the address, so a container that comes back with
+/// the same address (a restart policy, `--ip`) has the same MAC, and the neighbour caches
+/// of its peers, and of weft's ARP proxy, stay right.
+fn stable_mac(network: Option<&str>, ip: IpAddr) -> wire::Mac {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in network
+        .unwrap_or("")
+        .bytes()
+        .chain(*b"/")
+        .chain(ip.to_string().into_bytes())
+    {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    let b = h.to_be_bytes();
+    wire::Mac::local_from_bytes([b[2], b[3], b[4], b[5], b[6], b[7]])
+}
+
 /// The owner of a Docker endpoint whose address weft's IPAM did not hand out.
 fn endpoint_owner(endpoint: &DockerId) -> String {
     format!("docker/{endpoint}")
@@ -335,7 +354,13 @@ impl Plugin {
             network: net.weft.clone(),
             ifname: Some(DST_PREFIX.to_string()),
             mtu: net.options.mtu,
-            mac: c.mac.map(|m| m.to_string()),
+            mac: c
+                .mac
+                .or_else(|| {
+                    let ip = c.addresses.iter().find(|a| a.addr().is_ipv4())?;
+                    Some(stable_mac(net.weft.as_deref(), ip.addr()))
+                })
+                .map(|m| m.to_string()),
             owner: Some(owner.clone()),
             handover: true,
         };

@@ -632,7 +632,7 @@ pub struct AddressGranted {
     pub data: BTreeMap<String, String>,
 }
 
-/// The body of an answer that refuses the operation.
+/// The body of an answer that refuses the operation (sent with status 500: see `serve`).
 #[derive(Debug, Serialize)]
 pub struct Refusal {
     /// What went wrong; Docker shows it to the user.

@@ -177,7 +177,10 @@ fn serve_connection(mut stream: UnixStream, plugin: &Plugin) {
                     }
                     Err(e) => {
                         tracing::warn!(call = %name, "refused: {e}");
-                        (200, refusal(e.0))
+                        // Not 200: libnetwork's IPAM proxy reads a 200's error from
+                        // `Error`, its network proxy from `Err`; for any other status
+                        // Docker's plugin client reads `Err` for both.
+                        (500, refusal(e.0))
                     }
                 }
             }

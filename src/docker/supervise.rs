@@ -108,8 +108,9 @@ fn spawn(home: &Home, paths: &PluginPaths, log_level: &str) -> anyhow::Result<Ch
         .append(true)
         .open(&log_path)
         .with_context(|| format!("cannot open {}", log_path.display()))?;
-    let exe = std::env::current_exe().context("cannot find the weft executable")?;
-    let mut cmd = Command::new(exe);
+    // The router's own binary, even when its file was replaced since it started (an
+    // upgrade, a rebuild): router and plugin are always the same version.
+    let mut cmd = Command::new("/proc/self/exe");
     if *home != Home::new(None) {
         cmd.arg("--home").arg(home.state_dir());
     }

@@ -19,6 +19,8 @@ use std::time::{Duration, Instant};
 use weft::netlink::Netlink;
 use weft::netns::{self, NamedNetns};
 
+pub mod docker;
+
 static LAB_SEQ: AtomicU32 = AtomicU32::new(0);
 
 /// Returns false (after saying so) when the test cannot run here; panics under CI.
@@ -305,6 +307,16 @@ impl Lab {
     }
 }
 
+/// The pid in a weft pidfile, if a live process still holds its lock (a stale pidfile's
+/// pid may belong to someone else by now).
+pub fn pidfile_holder(pidfile: &Path) -> Option<i32> {
+    let f = std::fs::File::open(pidfile).ok()?;
+    match nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockSharedNonblock) {
+        Ok(_) => None,
+        Err(_) => std::fs::read_to_string(pidfile).ok()?.trim().parse().ok(),
+    }
+}
+
 fn proc_is_zombie(pid: i32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .map(|s| {
@@ -317,11 +329,12 @@ fn proc_is_zombie(pid: i32) -> bool {
 
 impl Drop for Lab {
     fn drop(&mut self) {
-        for home in &self.homes {
-            if let Some(pid) = std::fs::read_to_string(home.join("weft.pid"))
-                .ok()
-                .and_then(|s| s.trim().parse::<i32>().ok())
-            {
+        // Routers first (a router would start its Docker plugin again), then plugins.
+        let pidfiles = ["weft.pid", "docker-plugin.pid"]
+            .iter()
+            .flat_map(|f| self.homes.iter().map(move |h| h.join(f)));
+        for pidfile in pidfiles {
+            if let Some(pid) = pidfile_holder(&pidfile) {
                 let _ = nix::sys::signal::kill(
                     nix::unistd::Pid::from_raw(pid),
                     nix::sys::signal::Signal::SIGKILL,
@@ -500,7 +513,8 @@ pub fn udp_bursts(
 }
 
 /// Sends `bytes` of deterministic pseudo-random data over TCP from `from_ns` to
-/// `to_ip:port` in `to_ns` (full names) and returns (hash sent, hash received, bytes received).
+/// `to_ip:port` in `to_ns` (full names, or anything `weft attach` takes: a pid, a path)
+/// and returns (hash sent, hash received, bytes received).
 /// `to_ip` is IPv4 or IPv6; the listener binds the unspecified address of its family.
 pub fn tcp_transfer(
     from_ns: &str,
@@ -517,7 +531,9 @@ pub fn tcp_transfer(
         IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
         IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
     };
-    let to_fd = netns::NetnsTarget::Name(to_ns.to_string())
+    let to_fd = to_ns
+        .parse::<netns::NetnsTarget>()
+        .expect("namespace target")
         .open()
         .expect("open namespace");
     let listener = netns::run_in_netns(to_fd.as_fd(), move || {
@@ -541,7 +557,9 @@ pub fn tcp_transfer(
             total += n;
         }
     });
-    let from_fd = netns::NetnsTarget::Name(from_ns.to_string())
+    let from_fd = from_ns
+        .parse::<netns::NetnsTarget>()
+        .expect("namespace target")
         .open()
         .expect("open namespace");
     let mut stream = netns::run_in_netns(from_fd.as_fd(), move || {

@@ -174,14 +174,17 @@ fn an_endpoint_is_a_handover_attach_joined_by_name_and_detached_by_owner() {
         &endpoint_body(NET_WEFT, "10.32.0.5/12", ""),
     )
     .unwrap();
+    let mac = stable_mac(None, "10.32.0.5".parse().unwrap()).to_string();
     assert_eq!(
         created,
-        serde_json::json!({"Interface": {"MacAddress": "02:00:00:00:00:01"}})
+        serde_json::json!({"Interface": {"MacAddress": mac}})
     );
     assert_eq!(
         router.log.lock().unwrap().last().unwrap(),
-        "attach docker:d9f0c7c7a2ec net=None ips=[10.32.0.5/12] mtu=None mac=None \
-         owner=Some(\"docker/d9f0c7c7a2ec71198039d3ee602b030cfd1415f04d48ce7aeeb96d394c298582\") handover=true"
+        &format!(
+            "attach docker:d9f0c7c7a2ec net=None ips=[10.32.0.5/12] mtu=None mac=Some({mac:?}) \
+             owner=Some(\"docker/d9f0c7c7a2ec71198039d3ee602b030cfd1415f04d48ce7aeeb96d394c298582\") handover=true"
+        )
     );
     let joined = call(&p, "/NetworkDriver.Join", &ep_ref(NET_WEFT)).unwrap();
     assert_eq!(joined["InterfaceName"]["SrcName"], "wfc0000000001");
@@ -436,6 +439,21 @@ fn an_allocation_the_router_could_not_answer_is_released_later() {
             .starts_with("release docker/weft-10.32.0.0/12/"),
         "{log:?}"
     );
+}
+
+#[test]
+fn a_mac_docker_left_empty_follows_the_address() {
+    let a: IpAddr = "10.32.0.5".parse().unwrap();
+    let m = stable_mac(Some("blue"), a);
+    assert_eq!(
+        m,
+        stable_mac(Some("blue"), a),
+        "the same address, the same MAC"
+    );
+    assert_ne!(m, stable_mac(Some("green"), a));
+    assert_ne!(m, stable_mac(Some("blue"), "10.32.0.6".parse().unwrap()));
+    assert!(m.is_valid_source(), "unicast");
+    assert_eq!(m.0[0] & 0x02, 0x02, "locally administered");
 }
 
 #[test]
