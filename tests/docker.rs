@@ -72,53 +72,15 @@ fn lab(test: &str, hosts: &[&str], docker_hosts: &[&str]) -> Option<(Lab, Vec<Do
         launch(&mut lab, host, dk, hosts);
     }
     for dk in &dockerds {
-        dk.ok(&[
-            "network",
-            "create",
-            "-d",
-            "weft",
-            "--subnet",
-            SUBNET,
-            "--ip-range",
-            ip_range(&dk.host),
-            "blue",
-        ]);
+        dk.create_weft_network("blue", SUBNET, Some(ip_range(&dk.host)));
     }
     Some((lab, dockerds))
 }
 
-/// `weft launch` on a host, its plugin pointed at the host's dockerd when it has one.
+/// `weft launch` on a host with its peers among `hosts`, its plugin pointed at the
+/// host's dockerd when it has one.
 fn launch(lab: &mut Lab, host: &str, dk: Option<&Dockerd>, hosts: &[&str]) {
-    let socket = dk.map(|d| d.plugin_socket().display().to_string());
-    let mut args = vec!["launch"];
-    if let Some(s) = &socket {
-        args.extend(["--docker-plugin-socket", s.as_str()]);
-    }
-    args.extend(peer_addrs(host, hosts));
-    let env: Vec<(&str, String)> = match dk {
-        Some(d) => vec![
-            ("DOCKER_HOST", d.host_env()),
-            ("WEFT_NO_DOCKER_PLUGIN", "false".into()),
-        ],
-        None => vec![],
-    };
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let out = lab.weft_env(host, &env, &args);
-    assert!(
-        out.status.success(),
-        "`weft {}` on {host} failed: {}\n{}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr),
-        lab.log(host)
-    );
-    if let Some(d) = dk {
-        // launch returns once the plugin answers; its spec file is then in place.
-        assert!(
-            d.spec_file().exists(),
-            "no {} after launch",
-            d.spec_file().display()
-        );
-    }
+    docker::launch(lab, host, dk, &peer_addrs(host, hosts));
 }
 
 /// The router's endpoints on a host, from `weft ps --json`.
@@ -219,15 +181,7 @@ fn a_weft_container_reaches_the_outside_world_through_dockers_bridge() {
         "h2",
         &["attach", &c2, "--ip", "10.50.0.200/24", "--network", "blue"],
     );
-    d1.ok(&[
-        "network",
-        "create",
-        "-d",
-        "bridge",
-        "--subnet",
-        "10.99.1.0/24",
-        "outside",
-    ]);
+    d1.ok_words("network create -d bridge --subnet 10.99.1.0/24 outside");
     d1.run("c1", "blue", &[]);
     d1.ok(&["network", "connect", "outside", "c1"]);
     let routes = d1.ok(&["exec", "c1", "ip", "route"]);
@@ -254,26 +208,10 @@ fn docker_shows_wefts_reasons_and_nothing_is_left_half_made() {
         err.contains(r#"the weft driver has no option "color""#),
         "{err}"
     );
-    let err = d1.err(&[
-        "network",
-        "create",
-        "-d",
-        "weft",
-        "-o",
-        "com.docker.network.driver.mtu=9",
-        "x",
-    ]);
+    let err = d1.err_words("network create -d weft -o com.docker.network.driver.mtu=9 x");
     assert!(err.contains("must be a number from 576 to 65000"), "{err}");
     // Until the router has IPAM, weft's IPAM driver says so (see the ignored tests).
-    let err = d1.err(&[
-        "network",
-        "create",
-        "-d",
-        "weft",
-        "--ipam-driver",
-        "weft",
-        "x",
-    ]);
+    let err = d1.err_words("network create -d weft --ipam-driver weft x");
     assert!(err.contains("IpamDriver.RequestPool"), "{err}");
     let nets = d1.ok(&["network", "ls", "--format", "{{.Name}}"]);
     assert!(
@@ -283,15 +221,7 @@ fn docker_shows_wefts_reasons_and_nothing_is_left_half_made() {
 
     // The router down: Docker reports weft's message, for a new network and a container.
     lab.weft_ok("h1", &["stop"]);
-    let err = d1.err(&[
-        "network",
-        "create",
-        "-d",
-        "weft",
-        "--subnet",
-        "10.51.0.0/24",
-        "green",
-    ]);
+    let err = d1.err_words("network create -d weft --subnet 10.51.0.0/24 green");
     assert!(err.contains("weft is not running"), "{err}");
     let err = d1.err(&[
         "run",
@@ -505,28 +435,9 @@ fn with_weft_ipam_docker_run_net_weft_works_right_after_launch() {
         .map(|h| Dockerd::start(&lab, h, &[]))
         .collect();
     for host in hosts {
-        let d = dk.iter().find(|d| d.host == host);
-        let socket = d.map(|d| d.plugin_socket().display().to_string());
-        let mut args = vec!["launch", "--ipalloc-range", "172.111.222.0/24"];
-        if let Some(s) = &socket {
-            args.extend(["--docker-plugin-socket", s.as_str()]);
-        }
+        let mut args = vec!["--ipalloc-range", "172.111.222.0/24"];
         args.extend(peer_addrs(host, &hosts));
-        let env: Vec<(&str, String)> = d
-            .map(|d| {
-                vec![
-                    ("DOCKER_HOST", d.host_env()),
-                    ("WEFT_NO_DOCKER_PLUGIN", "false".into()),
-                ]
-            })
-            .unwrap_or_default();
-        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        let out = lab.weft_env(host, &env, &args);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        docker::launch(&mut lab, host, dk.iter().find(|d| d.host == host), &args);
     }
     for d in &dk {
         let nets = d.ok(&["network", "ls", "--format", "{{.Name}} {{.Driver}}"]);
@@ -548,42 +459,20 @@ fn with_weft_ipam_docker_run_net_weft_works_right_after_launch() {
     lab.add_ns(&["c3"]);
     let c3 = lab.ns("c3");
     lab.weft_ok("h3", &["attach", &c3]);
-    dk[0].assert_ping(
-        "c1",
-        &endpoints(&mut lab, "h3")[0]["ips"][0]
-            .as_str()
-            .unwrap()
-            .split('/')
-            .next()
-            .unwrap()
-            .to_string(),
-    );
+    let eps = endpoints(&mut lab, "h3");
+    let ip3 = eps[0]["ips"][0]
+        .as_str()
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap();
+    dk[0].assert_ping("c1", ip3);
 
     let d1 = &dk[0];
-    d1.ok(&[
-        "network",
-        "create",
-        "-d",
-        "weft",
-        "--ipam-driver",
-        "weft",
-        "--subnet",
-        "172.111.222.128/25",
-        "wsub",
-    ]);
+    d1.ok_words("network create -d weft --ipam-driver weft --subnet 172.111.222.128/25 wsub");
     d1.run("s1", "wsub", &[]);
     assert!(d1.ip("s1", "wsub").starts_with("172.111.222.1"));
-    let err = d1.err(&[
-        "network",
-        "create",
-        "-d",
-        "weft",
-        "--ipam-driver",
-        "weft",
-        "--subnet",
-        "10.9.0.0/24",
-        "out",
-    ]);
+    let err = d1.err_words("network create -d weft --ipam-driver weft --subnet 10.9.0.0/24 out");
     assert!(
         err.contains("outside weft's allocation range 172.111.222.0/24"),
         "{err}"

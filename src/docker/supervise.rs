@@ -302,11 +302,7 @@ pub fn reset(home: &Home) -> anyhow::Result<()> {
         state_file(home),
         log_file(home),
     ] {
-        match std::fs::remove_file(&path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e).with_context(|| format!("cannot remove {}", path.display())),
-        }
+        crate::home::remove_if_present(&path)?;
     }
     let _ = std::fs::remove_dir(home.state_dir());
     let _ = std::fs::remove_dir(home.run_dir());

@@ -291,12 +291,33 @@ impl Dockerd {
         String::from_utf8_lossy(&out.stderr).into_owned()
     }
 
+    /// [`ok`](Self::ok) of a command line given as one string of words (no quoting).
+    pub fn ok_words(&self, words: &str) -> String {
+        self.ok(&words.split_whitespace().collect::<Vec<_>>())
+    }
+
+    /// [`err`](Self::err) of a command line given as one string of words (no quoting).
+    pub fn err_words(&self, words: &str) -> String {
+        self.err(&words.split_whitespace().collect::<Vec<_>>())
+    }
+
     /// `docker run -d --init --name NAME --net NET [opts] IMAGE sleep 3600`.
     pub fn run(&self, name: &str, net: &str, opts: &[&str]) -> String {
         let mut args = vec!["run", "-d", "--init", "--name", name, "--net", net];
         args.extend_from_slice(opts);
         args.extend_from_slice(&[IMAGE, "sleep", "3600"]);
         self.ok(&args)
+    }
+
+    /// `docker network create -d weft --subnet SUBNET [--ip-range RANGE] NAME` (Docker's
+    /// default IPAM).
+    pub fn create_weft_network(&self, name: &str, subnet: &str, range: Option<&str>) {
+        let mut args = vec!["network", "create", "-d", "weft", "--subnet", subnet];
+        if let Some(r) = range {
+            args.extend(["--ip-range", r]);
+        }
+        args.push(name);
+        self.ok(&args);
     }
 
     /// A container's address on a network.
@@ -369,5 +390,40 @@ impl Drop for Dockerd {
         let _ = std::fs::remove_dir_all(&self.etc);
         // Leftover mounts died with dockerd's mount namespace; the roots are plain files.
         let _ = std::fs::remove_dir_all(&self.root);
+    }
+}
+
+/// `weft launch ARGS` (peers, flags) on a host; with a dockerd, its plugin listens on the
+/// dockerd's [`Dockerd::plugin_socket`] and talks to that dockerd. Returns once the
+/// plugin's spec file is in place (launch waits for the plugin to answer).
+pub fn launch(lab: &mut Lab, host: &str, dk: Option<&Dockerd>, launch_args: &[&str]) {
+    let socket = dk.map(|d| d.plugin_socket().display().to_string());
+    let mut args = vec!["launch"];
+    if let Some(s) = &socket {
+        args.extend(["--docker-plugin-socket", s.as_str()]);
+    }
+    args.extend(launch_args);
+    let env: Vec<(&str, String)> = match dk {
+        Some(d) => vec![
+            ("DOCKER_HOST", d.host_env()),
+            ("WEFT_NO_DOCKER_PLUGIN", "false".into()),
+        ],
+        None => vec![],
+    };
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let out = lab.weft_env(host, &env, &args);
+    assert!(
+        out.status.success(),
+        "`weft {}` on {host} failed: {}\n{}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr),
+        lab.log(host)
+    );
+    if let Some(d) = dk {
+        assert!(
+            d.spec_file().exists(),
+            "no {} after launch",
+            d.spec_file().display()
+        );
     }
 }

@@ -150,6 +150,14 @@ fn endpoint_body(net: &str, address: &str, mac: &str) -> String {
     )
 }
 
+fn create(p: &Plugin, net: &str, address: &str, mac: &str) -> Result<serde_json::Value, Refused> {
+    call(
+        p,
+        "/NetworkDriver.CreateEndpoint",
+        &endpoint_body(net, address, mac),
+    )
+}
+
 fn ep_ref(net: &str) -> String {
     format!(r#"{{"NetworkID":"{net}","EndpointID":"{EP1}"}}"#)
 }
@@ -168,12 +176,7 @@ fn tempfile(name: &str) -> PathBuf {
 fn an_endpoint_is_a_handover_attach_joined_by_name_and_detached_by_owner() {
     let (router, p) = plugin(None);
     // Docker's default IPAM chose the address; Docker chose no MAC, so weft's is answered.
-    let created = call(
-        &p,
-        "/NetworkDriver.CreateEndpoint",
-        &endpoint_body(NET_WEFT, "10.32.0.5/12", ""),
-    )
-    .unwrap();
+    let created = create(&p, NET_WEFT, "10.32.0.5/12", "").unwrap();
     let mac = stable_mac(None, "10.32.0.5".parse().unwrap()).to_string();
     assert_eq!(
         created,
@@ -203,12 +206,7 @@ fn an_endpoint_is_a_handover_attach_joined_by_name_and_detached_by_owner() {
 #[test]
 fn a_named_network_is_its_own_weft_network_with_its_options() {
     let (router, p) = plugin(None);
-    let created = call(
-        &p,
-        "/NetworkDriver.CreateEndpoint",
-        &endpoint_body(NET_BLUE, "10.40.0.5/24", "02:42:0a:28:00:05"),
-    )
-    .unwrap();
+    let created = create(&p, NET_BLUE, "10.40.0.5/24", "02:42:0a:28:00:05").unwrap();
     // Docker gave address and MAC: nothing to answer.
     assert_eq!(created, serde_json::json!({"Interface": {}}));
     let log = router.log.lock().unwrap().last().unwrap().clone();
@@ -231,12 +229,7 @@ fn a_named_network_is_its_own_weft_network_with_its_options() {
     );
     // An unknown Docker network is refused with a reason.
     let other = "ab".repeat(32);
-    let err = call(
-        &p,
-        "/NetworkDriver.CreateEndpoint",
-        &endpoint_body(&other, "10.1.0.2/24", ""),
-    )
-    .unwrap_err();
+    let err = create(&p, &other, "10.1.0.2/24", "").unwrap_err();
     assert!(err.0.contains("Docker has no network"), "{err}");
 }
 
@@ -244,12 +237,7 @@ fn a_named_network_is_its_own_weft_network_with_its_options() {
 fn the_router_being_down_is_said_and_owed_work_is_done_later() {
     let store = tempfile("down");
     let (router, p) = plugin(Some(store.clone()));
-    call(
-        &p,
-        "/NetworkDriver.CreateEndpoint",
-        &endpoint_body(NET_WEFT, "10.32.0.5/12", ""),
-    )
-    .unwrap();
+    create(&p, NET_WEFT, "10.32.0.5/12", "").unwrap();
     *router.down.lock().unwrap() = true;
     let err = call(
         &p,
@@ -258,12 +246,7 @@ fn the_router_being_down_is_said_and_owed_work_is_done_later() {
     )
     .unwrap_err();
     assert_eq!(err.0, "weft is not running");
-    let err = call(
-        &p,
-        "/NetworkDriver.CreateEndpoint",
-        &endpoint_body(NET_BLUE, "10.40.0.5/24", ""),
-    )
-    .unwrap_err();
+    let err = create(&p, NET_BLUE, "10.40.0.5/24", "").unwrap_err();
     assert_eq!(err.0, "weft is not running");
     // Deleting while the router is down succeeds for Docker and is owed.
     call(&p, "/NetworkDriver.DeleteEndpoint", &ep_ref(NET_WEFT)).unwrap();
@@ -350,12 +333,7 @@ fn weft_ipam_pools_are_checked_and_addresses_are_released_by_their_handle() {
         line.split(' ').nth(1).unwrap().to_string()
     };
     // The endpoint is attached as that handle, so the router sees one owner.
-    call(
-        &p,
-        "/NetworkDriver.CreateEndpoint",
-        &endpoint_body(NET_WEFT, &address, ""),
-    )
-    .unwrap();
+    create(&p, NET_WEFT, &address, "").unwrap();
     assert!(
         router
             .log
