@@ -214,12 +214,26 @@ fn bind(path: &Path) -> anyhow::Result<UnixListener> {
     Ok(listener)
 }
 
+/// Removes the plugin's socket, spec file and paths record when it goes.
+struct Files<'a> {
+    home: &'a Home,
+    paths: &'a PluginPaths,
+}
+
+impl Drop for Files<'_> {
+    fn drop(&mut self) {
+        supervise::remove_endpoint_files(self.paths);
+        supervise::remove_record(self.home);
+    }
+}
+
 /// Runs the plugin until SIGTERM/SIGINT.
 pub fn run(home: &Home, paths: &PluginPaths, log_level: &str) -> anyhow::Result<()> {
     home.ensure()?;
     let signals = crate::daemon::block_stop_signals()?;
     crate::daemon::init_logging(log_level);
-    let lock = crate::daemon::PidLock::acquire_at(&supervise::pidfile(home))?;
+    // Dropped last: the files below go while we still hold it.
+    let _lock = crate::daemon::PidLock::acquire_at(&supervise::pidfile(home))?;
     let router = RouterClient(Client::new(&home.socket()).with_timeout(ROUTER_TIMEOUT));
     let docker = DockerClient(Engine::from_env()?);
     let plugin = Arc::new(Plugin::new(
@@ -228,6 +242,8 @@ pub fn run(home: &Home, paths: &PluginPaths, log_level: &str) -> anyhow::Result<
         Some(supervise::state_file(home)),
     )?);
     let listener = bind(&paths.socket)?;
+    // From here on, however this ends, Docker must find no socket or spec of ours.
+    let _files = Files { home, paths };
     supervise::write_record(home, paths)?;
     if let Some(spec) = &paths.spec {
         if let Some(dir) = spec.parent() {
@@ -307,10 +323,7 @@ pub fn run(home: &Home, paths: &PluginPaths, log_level: &str) -> anyhow::Result<
         }
     }
     drop(listener);
-    supervise::remove_endpoint_files(paths);
-    supervise::remove_record(home);
     tracing::info!("weft Docker plugin stopped");
-    drop(lock);
     Ok(())
 }
 
