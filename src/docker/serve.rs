@@ -329,18 +329,10 @@ pub fn run(home: &Home, paths: &PluginPaths, log_level: &str) -> anyhow::Result<
 
 /// Whether a plugin answers `Plugin.Activate` on `socket` (what Docker asks first).
 pub fn answers(socket: &Path) -> bool {
-    let Ok(mut s) = UnixStream::connect(socket) else {
-        return false;
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-    let _ = s.set_write_timeout(Some(Duration::from_secs(2)));
-    use std::io::{Read as _, Write as _};
-    if s.write_all(b"POST /Plugin.Activate HTTP/1.1\r\nHost: weft\r\nContent-Length: 0\r\n\r\n")
-        .is_err()
-    {
-        return false;
-    }
-    let mut answer = Vec::new();
-    let _ = s.take(64 * 1024).read_to_end(&mut answer);
-    answer.starts_with(b"HTTP/1.1 200") && answer.windows(13).any(|w| w == b"NetworkDriver")
+    Client::new(socket)
+        .with_timeout(Duration::from_secs(2))
+        .exchange("POST", "/Plugin.Activate", None)
+        .is_ok_and(|(status, body)| {
+            status == 200 && body.windows(13).any(|w| w == b"NetworkDriver")
+        })
 }
