@@ -105,8 +105,9 @@ pub struct Dockerd {
 }
 
 impl Dockerd {
-    /// Starts dockerd in `host`'s namespace with `--bridge=none --iptables=false` (plus
-    /// `extra` arguments), waits until it answers, and imports the test image.
+    /// Starts dockerd in `host`'s namespace with `--iptables=false`, and `--bridge=none`
+    /// unless `extra` sets up Docker's bridge (`--bip`, `--bridge`); waits until it
+    /// answers, and imports the test image.
     pub fn start(lab: &Lab, host: &str, extra: &[&str]) -> Self {
         let ns = lab.ns(host);
         let etc = PathBuf::from("/etc/netns").join(&ns);
@@ -136,11 +137,16 @@ impl Dockerd {
         );
         std::fs::create_dir_all(&self.root).unwrap();
         let r = self.root.display();
+        let bridge = self
+            .extra
+            .iter()
+            .any(|a| a.starts_with("--bip") || a.starts_with("--bridge"));
         let script = format!(
-            "{}exec {DOCKERD} --bridge=none --iptables=false --ip-masq=false --ip-forward=false \
+            "{}exec {DOCKERD} {} --iptables=false --ip-masq=false --ip-forward=false \
              --storage-driver overlay2 --data-root {r}/data --exec-root {r}/exec \
              --pidfile {r}/dockerd.pid -H unix://{r}/docker.sock {}\n",
             cgroup_mounts(),
+            if bridge { "" } else { "--bridge=none" },
             self.extra.join(" ")
         );
         let log = std::fs::OpenOptions::new()
