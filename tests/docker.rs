@@ -93,21 +93,6 @@ fn launch(lab: &mut Lab, host: &str, dk: Option<&Dockerd>, hosts: &[&str]) {
     docker::launch(lab, host, dk, &peer_addrs(host, hosts));
 }
 
-/// The router's endpoints on a host, from `weft ps --json`.
-fn endpoints(lab: &mut Lab, host: &str) -> Vec<serde_json::Value> {
-    serde_json::from_str(&lab.weft_ok(host, &["ps", "--json"])).expect("ps JSON")
-}
-
-/// The `wf*` links in a host's namespace (weft's veth ends).
-fn weft_links(lab: &Lab, host: &str) -> Vec<String> {
-    lab.exec_ok(host, &["ip", "-o", "link", "show"])
-        .lines()
-        .filter_map(|l| l.split(": ").nth(1))
-        .map(|n| n.split('@').next().unwrap_or(n).to_string())
-        .filter(|n| n.starts_with("wf"))
-        .collect()
-}
-
 #[test]
 fn containers_on_two_docker_hosts_talk_and_a_weft_attach_on_a_third_reaches_them() {
     let Some((mut lab, dk)) = lab("docker_cross_host", &["h1", "h2", "h3"], &["h1", "h2"]) else {
@@ -133,7 +118,7 @@ fn containers_on_two_docker_hosts_talk_and_a_weft_attach_on_a_third_reaches_them
     assert_eq!(d1.ok(&["exec", "c1", "ls", "/sys/class/net"]), "eth0\nlo");
     let routes = d1.ok(&["exec", "c1", "ip", "route"]);
     assert!(!routes.contains("default"), "no gateway on weft: {routes}");
-    let eps = endpoints(&mut lab, "h1");
+    let eps = lab.endpoints("h1");
     assert_eq!(eps.len(), 1, "{eps:?}");
     let mac = d1.ok(&[
         "inspect",
@@ -251,13 +236,13 @@ fn docker_shows_wefts_reasons_and_nothing_is_left_half_made() {
     ]);
     assert!(err.contains("weft is not running"), "{err}");
     assert_eq!(d1.ok(&["ps", "-q"]), "", "nothing runs");
-    assert!(weft_links(&lab, "h1").is_empty(), "no veth left");
+    assert!(lab.weft_links("h1").is_empty(), "no veth left");
     launch(&mut lab, "h1", Some(d1), &["h1"]);
-    assert!(endpoints(&mut lab, "h1").is_empty(), "no endpoint recorded");
+    assert!(lab.endpoints("h1").is_empty(), "no endpoint recorded");
     // And with the router back, the same command works.
     let _ = d1.docker(&["rm", "-f", "c1"]);
     d1.run("c1", "blue", &[]);
-    assert_eq!(endpoints(&mut lab, "h1").len(), 1);
+    assert_eq!(lab.endpoints("h1").len(), 1);
 }
 
 #[test]
@@ -293,7 +278,7 @@ fn router_restarts_keep_docker_containers_connected() {
     d2.assert_ping("c2b", &ip1);
     d2.ok(&["rm", "-f", "c2"]);
     wait_for("c2's endpoint to go", Duration::from_secs(10), || {
-        (endpoints(&mut lab, "h2").len() == 1).then_some(())
+        (lab.endpoints("h2").len() == 1).then_some(())
     });
 }
 
@@ -308,19 +293,15 @@ fn a_dockerd_restart_brings_restart_policy_containers_back_on_weft() {
     dk[1].run("c2", "blue", &[]);
     let ip2 = dk[1].ip("c2", "blue");
     dk[0].assert_ping("c1", &ip2);
-    assert_eq!(endpoints(&mut lab, "h1").len(), 2);
+    assert_eq!(lab.endpoints("h1").len(), 2);
 
     dk[0].stop();
     // Docker stopped the containers and deleted their endpoints in weft.
+    assert!(lab.endpoints("h1").is_empty(), "{:?}", lab.endpoints("h1"));
     assert!(
-        endpoints(&mut lab, "h1").is_empty(),
+        lab.weft_links("h1").is_empty(),
         "{:?}",
-        endpoints(&mut lab, "h1")
-    );
-    assert!(
-        weft_links(&lab, "h1").is_empty(),
-        "{:?}",
-        weft_links(&lab, "h1")
+        lab.weft_links("h1")
     );
 
     dk[0].launch();
@@ -334,7 +315,7 @@ fn a_dockerd_restart_brings_restart_policy_containers_back_on_weft() {
     // only Docker's IPAM decides the address: it is back on weft, reachable.
     let ip1b = d1.ip("c1b", "blue");
     dk[1].assert_ping("c2", &ip1b);
-    assert_eq!(endpoints(&mut lab, "h1").len(), 2);
+    assert_eq!(lab.endpoints("h1").len(), 2);
 }
 
 #[test]
@@ -345,16 +326,16 @@ fn containers_that_exit_are_removed_or_killed_release_their_endpoint_and_address
     let d1 = &dk[0];
     d1.run("ca", "blue", &[]);
     let ip = d1.ip("ca", "blue");
-    assert_eq!(endpoints(&mut lab, "h1").len(), 1);
+    assert_eq!(lab.endpoints("h1").len(), 1);
     assert_eq!(
-        weft_links(&lab, "h1").len(),
+        lab.weft_links("h1").len(),
         1,
         "the host end only: Docker moved the other"
     );
 
     d1.ok(&["rm", "-f", "ca"]);
-    assert!(endpoints(&mut lab, "h1").is_empty());
-    assert!(weft_links(&lab, "h1").is_empty());
+    assert!(lab.endpoints("h1").is_empty());
+    assert!(lab.weft_links("h1").is_empty());
     // The address is free again: the next container gets it.
     d1.run("cb", "blue", &[]);
     assert_eq!(d1.ip("cb", "blue"), ip);
@@ -363,7 +344,7 @@ fn containers_that_exit_are_removed_or_killed_release_their_endpoint_and_address
     wait_for(
         "b's endpoint to go after kill",
         Duration::from_secs(15),
-        || endpoints(&mut lab, "h1").is_empty().then_some(()),
+        || lab.endpoints("h1").is_empty().then_some(()),
     );
     d1.ok(&[
         "run",
@@ -378,12 +359,12 @@ fn containers_that_exit_are_removed_or_killed_release_their_endpoint_and_address
     wait_for(
         "e's endpoint to go after it exits",
         Duration::from_secs(15),
-        || endpoints(&mut lab, "h1").is_empty().then_some(()),
+        || lab.endpoints("h1").is_empty().then_some(()),
     );
     assert!(
-        weft_links(&lab, "h1").is_empty(),
+        lab.weft_links("h1").is_empty(),
         "{:?}",
-        weft_links(&lab, "h1")
+        lab.weft_links("h1")
     );
 }
 
@@ -474,7 +455,7 @@ fn with_weft_ipam_docker_run_net_weft_works_right_after_launch() {
     lab.add_ns(&["c3"]);
     let c3 = lab.ns("c3");
     lab.weft_ok("h3", &["attach", &c3]);
-    let eps = endpoints(&mut lab, "h3");
+    let eps = lab.endpoints("h3");
     let ip3 = eps[0]["ips"][0]
         .as_str()
         .unwrap()

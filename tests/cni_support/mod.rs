@@ -170,25 +170,6 @@ impl CniLab {
     pub fn invoke(&self, env: &[(&str, &str)], stdin: &str) -> (bool, String) {
         invoke_plugin(&self.bin_dir.join("weft-cni"), env, stdin)
     }
-
-    /// The links weft made in `host` (names starting with `wf`).
-    pub fn weft_links(&self, host: &str) -> Vec<String> {
-        self.exec_ok(host, &["ip", "-o", "link", "show"])
-            .lines()
-            .filter_map(|l| l.split(':').nth(1))
-            .map(|n| n.trim().split('@').next().unwrap_or_default().to_string())
-            .filter(|n| n.starts_with("wf"))
-            .collect()
-    }
-
-    /// `weft ps --json` of a host.
-    pub fn endpoints(&mut self, host: &str) -> Vec<serde_json::Value> {
-        serde_json::from_str::<serde_json::Value>(&self.weft_ok(host, &["ps", "--json"]))
-            .unwrap()
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
-    }
 }
 
 impl Drop for CniLab {

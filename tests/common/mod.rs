@@ -232,6 +232,21 @@ impl Lab {
         fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
     }
 
+    /// `weft ps --json` of a host: its endpoints.
+    pub fn endpoints(&mut self, host: &str) -> Vec<serde_json::Value> {
+        serde_json::from_str(&self.weft_ok(host, &["ps", "--json"])).expect("ps JSON")
+    }
+
+    /// The links weft made in `host` (names starting with `wf`).
+    pub fn weft_links(&self, host: &str) -> Vec<String> {
+        self.exec_ok(host, &["ip", "-o", "link", "show"])
+            .lines()
+            .filter_map(|l| l.split(": ").nth(1))
+            .map(|n| n.split('@').next().unwrap_or(n).to_string())
+            .filter(|n| n.starts_with("wf"))
+            .collect()
+    }
+
     /// `weft status --json` of a host.
     pub fn status(&mut self, host: &str) -> serde_json::Value {
         serde_json::from_str(&self.weft_ok(host, &["status", "--json"])).expect("status JSON")
