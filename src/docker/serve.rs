@@ -122,6 +122,20 @@ impl RouterApi for RouterClient {
         subnet: Ipv4Net,
         address: Option<IpAddr>,
     ) -> Result<IpNet, ApiFailure> {
+        // The exact address goes with its subnet's prefix (`AllocateRequest` in docs/API.md
+        // terms: `address` is `IP/prefix`).
+        let address =
+            match address {
+                Some(IpAddr::V4(a)) => Some(Ipv4Net::new(a, subnet.prefix_len()).map_err(|e| {
+                    ApiFailure::Refused(format!("{a}/{}: {e}", subnet.prefix_len()))
+                })?),
+                Some(IpAddr::V6(a)) => {
+                    return Err(ApiFailure::Refused(format!(
+                        "{a}: weft's IPAM is IPv4 only"
+                    )));
+                }
+                None => None,
+            };
         let req = serde_json::json!({ "handle": handle, "subnet": subnet, "address": address });
         self.0
             .post::<_, Allocated>("/ipam/allocate", &req)
