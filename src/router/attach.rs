@@ -4,7 +4,9 @@
 //! its final name (no transient interface appears there), then configured from a
 //! short-lived thread that entered the namespace. The host end gets no address and no
 //! IPv6, so the host's own stack stays out of the network; weft reads and writes it
-//! with an AF_PACKET socket. Any failure after the veth exists deletes it again.
+//! with an AF_PACKET socket. Any failure after the veth exists deletes it again. A
+//! handover attach (Docker's) differs in two places only: there is no target namespace
+//! to resolve, and both ends are made in the router's namespace (`handover.rs`).
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::os::fd::AsFd as _;
@@ -171,7 +173,7 @@ impl Router {
         let mtu = req.mtu.unwrap_or(self.config.overlay_mtu);
 
         let mut nl = Netlink::new().map_err(|e| ApiError::internal(&anyhow::anyhow!(e)))?;
-        let (host_name, host_index, guard) = match &side {
+        let (host_name, host_index, mut guard) = match &side {
             ContainerSide::Netns { fd, id, .. } => {
                 let host_name = host_ifname(*id, &ifname, &network);
                 let host_index = nl
@@ -197,7 +199,6 @@ impl Router {
                 (host_name, host_index, guard)
             }
         };
-        let mut guard = guard;
 
         // The host end: no IPv6 (so no link-local address and no stack involvement), the
         // container's MTU so super-frames and MTU-sized frames pass, up.
