@@ -98,6 +98,13 @@ pub fn source_port(hash: u32, ports: RangeInclusive<u16>) -> u16 {
     lo + ((u64::from(folded) * span) >> 32) as u16
 }
 
+/// Picks one of `n` items (e.g. send sockets) for a flow hash by multiply-shift: uniform,
+/// no division, and a flow always gets the same item. `n` of 0 yields 0.
+pub fn spread(hash: u32, n: usize) -> usize {
+    let index = (u64::from(hash) * n as u64) >> 32;
+    usize::try_from(index).unwrap_or(0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

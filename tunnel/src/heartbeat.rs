@@ -95,18 +95,13 @@ pub enum HeartbeatError {
     BufferTooSmall,
 }
 
-impl HeartbeatError {
-    /// A stable counter name for this drop reason.
-    pub fn name(&self) -> &'static str {
-        match self {
-            Self::NotHeartbeat => "heartbeat_not_heartbeat",
-            Self::Truncated => "heartbeat_truncated",
-            Self::UnsupportedVersion(_) => "heartbeat_unsupported_version",
-            Self::UnknownKind(_) => "heartbeat_unknown_kind",
-            Self::BufferTooSmall => "heartbeat_buffer_too_small",
-        }
-    }
-}
+crate::counted_reasons!(HeartbeatError {
+    NotHeartbeat => "heartbeat_not_heartbeat",
+    Truncated => "heartbeat_truncated",
+    UnsupportedVersion => "heartbeat_unsupported_version",
+    UnknownKind => "heartbeat_unknown_kind",
+    BufferTooSmall => "heartbeat_buffer_too_small",
+});
 
 /// Whether `inner_frame` is a weft heartbeat (zero MACs, EtherType 0x88b5, magic): frames
 /// that pass go to [`Heartbeat::decode`], never to a switch.

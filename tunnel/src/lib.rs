@@ -18,6 +18,8 @@
 //!   connection's Noise handshake and record layer, data-plane AEAD sessions with replay
 //!   window and rekeying, and the tunnel datagram format (several frames per datagram,
 //!   relay headers, in-tunnel heartbeats, GSO batches).
+//! - [`mtu`]: the overlay MTUs of the VXLAN and encrypted paths, for the control plane
+//!   and the data plane alike.
 //! - [`path`]: which path (VXLAN, encrypted, relayed, none) carries a peer's frames, and
 //!   why.
 //!
@@ -36,17 +38,20 @@ pub mod flow;
 pub mod heartbeat;
 mod layout;
 pub mod monitor;
+pub mod mtu;
 pub mod offload;
 pub mod path;
 pub mod pmtu;
+mod reasons;
 pub mod vxlan;
 
 #[cfg(test)]
 mod testutil;
 
-pub use flow::{flow_hash, source_port};
+pub use flow::{flow_hash, source_port, spread};
 pub use heartbeat::{Heartbeat, HeartbeatError, HeartbeatKind, is_heartbeat};
 pub use monitor::{PathCounters, PathEvent, PathMonitor, PathMonitorConfig, PathState};
+pub use mtu::PathMtus;
 pub use offload::{
     CoalesceCounters, Coalescer, SegmentError, Segmented, segment, segment_with_trailer,
 };

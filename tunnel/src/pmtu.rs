@@ -72,18 +72,13 @@ pub enum PmtuDrop {
     ReplyBufferTooSmall,
 }
 
-impl PmtuDrop {
-    /// A stable counter name for this drop reason.
-    pub fn name(&self) -> &'static str {
-        match self {
-            Self::NotIp => "pmtu_not_ip",
-            Self::NoErrorAllowed => "pmtu_no_error_allowed",
-            Self::OversizedDatagrams => "pmtu_oversized_datagrams",
-            Self::Malformed => "pmtu_malformed",
-            Self::ReplyBufferTooSmall => "pmtu_reply_buffer_too_small",
-        }
-    }
-}
+crate::counted_reasons!(PmtuDrop {
+    NotIp => "pmtu_not_ip",
+    NoErrorAllowed => "pmtu_no_error_allowed",
+    OversizedDatagrams => "pmtu_oversized_datagrams",
+    Malformed => "pmtu_malformed",
+    ReplyBufferTooSmall => "pmtu_reply_buffer_too_small",
+});
 
 /// How often each verdict was given.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -127,19 +127,14 @@ pub enum VxlanError {
     BufferTooSmall,
 }
 
-impl VxlanError {
-    /// A stable counter name for this drop reason.
-    pub fn name(&self) -> &'static str {
-        match self {
-            Self::Truncated => "vxlan_truncated",
-            Self::MissingVniFlag => "vxlan_missing_vni_flag",
-            Self::ReservedBitsSet => "vxlan_reserved_bits",
-            Self::InnerTruncated => "vxlan_inner_truncated",
-            Self::UnknownVni(_) => "vxlan_unknown_vni",
-            Self::BufferTooSmall => "vxlan_buffer_too_small",
-        }
-    }
-}
+crate::counted_reasons!(VxlanError {
+    Truncated => "vxlan_truncated",
+    MissingVniFlag => "vxlan_missing_vni_flag",
+    ReservedBitsSet => "vxlan_reserved_bits",
+    InnerTruncated => "vxlan_inner_truncated",
+    UnknownVni => "vxlan_unknown_vni",
+    BufferTooSmall => "vxlan_buffer_too_small",
+});
 
 /// The 8-byte VXLAN header; it is also the `prefix` the segmenter repeats per datagram.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

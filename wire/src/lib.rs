@@ -28,7 +28,7 @@ pub mod vnet;
 
 pub use ethernet::{EtherType, EthernetFrame};
 pub use mac::{Mac, MacParseError};
-pub use vnet::VnetHdr;
+pub use vnet::{VnetFrame, VnetHdr};
 
 /// Why a packet view or builder refused its input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]

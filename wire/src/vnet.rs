@@ -36,6 +36,20 @@ pub const GSO_UDP_L4: u8 = 5;
 /// `gso_type` bit: the TCP super-frame carries ECN (CWR must stay on the first segment only).
 pub const GSO_ECN: u8 = 0x80;
 
+/// The raw header bytes that say "nothing unfinished": a complete, wire-sized frame.
+pub static NO_OFFLOAD: [u8; LEN] = [0; LEN];
+
+/// One frame with its raw virtio header, borrowed from wherever it lives (a receive
+/// buffer, a scratch buffer): how frames cross between the data plane's core, which
+/// decides where they go, and the ports, which move them without looking inside.
+#[derive(Debug, Clone, Copy)]
+pub struct VnetFrame<'a> {
+    /// The header the kernel wrote, or the one to write in front of the frame.
+    pub vnet: &'a [u8; LEN],
+    /// The Ethernet frame.
+    pub frame: &'a [u8],
+}
+
 /// A parsed `virtio_net_hdr`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct VnetHdr {

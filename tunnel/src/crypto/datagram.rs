@@ -362,17 +362,12 @@ pub enum PushError {
     BadChecksumOffsets,
 }
 
-impl PushError {
-    /// A stable counter name for this outcome.
-    pub fn name(&self) -> &'static str {
-        match self {
-            Self::Full => "tunnel_push_full",
-            Self::FrameTooLarge => "tunnel_push_frame_too_large",
-            Self::FrameTooShort => "tunnel_push_frame_too_short",
-            Self::BadChecksumOffsets => "tunnel_push_bad_checksum_offsets",
-        }
-    }
-}
+crate::counted_reasons!(PushError {
+    Full => "tunnel_push_full",
+    FrameTooLarge => "tunnel_push_frame_too_large",
+    FrameTooShort => "tunnel_push_frame_too_short",
+    BadChecksumOffsets => "tunnel_push_bad_checksum_offsets",
+});
 
 /// Why a datagram batch could not be produced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]

@@ -52,27 +52,22 @@ pub enum TunnelDrop {
     MalformedHeartbeat,
 }
 
-impl TunnelDrop {
-    /// A stable counter name for this drop reason.
-    pub fn name(&self) -> &'static str {
-        match self {
-            Self::Truncated => "tunnel_truncated",
-            Self::UnsupportedVersion(_) => "tunnel_unsupported_version",
-            Self::UnknownType(_) => "tunnel_unknown_type",
-            Self::UnknownSession(_) => "tunnel_unknown_session",
-            Self::UnknownEpoch => "tunnel_unknown_epoch",
-            Self::StaleEpoch => "tunnel_stale_epoch",
-            Self::KeyExpired => "tunnel_key_expired",
-            Self::Replayed => "tunnel_replayed",
-            Self::TooOld => "tunnel_too_old",
-            Self::CounterLimit => "tunnel_counter_limit",
-            Self::BadTag => "tunnel_bad_tag",
-            Self::MalformedFrame => "tunnel_malformed_frame",
-            Self::TtlExceeded => "tunnel_ttl_exceeded",
-            Self::MalformedHeartbeat => "tunnel_malformed_heartbeat",
-        }
-    }
-}
+crate::counted_reasons!(TunnelDrop {
+    Truncated => "tunnel_truncated",
+    UnsupportedVersion => "tunnel_unsupported_version",
+    UnknownType => "tunnel_unknown_type",
+    UnknownSession => "tunnel_unknown_session",
+    UnknownEpoch => "tunnel_unknown_epoch",
+    StaleEpoch => "tunnel_stale_epoch",
+    KeyExpired => "tunnel_key_expired",
+    Replayed => "tunnel_replayed",
+    TooOld => "tunnel_too_old",
+    CounterLimit => "tunnel_counter_limit",
+    BadTag => "tunnel_bad_tag",
+    MalformedFrame => "tunnel_malformed_frame",
+    TtlExceeded => "tunnel_ttl_exceeded",
+    MalformedHeartbeat => "tunnel_malformed_heartbeat",
+});
 
 #[cfg(test)]
 mod tests {

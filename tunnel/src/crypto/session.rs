@@ -93,16 +93,11 @@ pub enum SealError {
     Crypto,
 }
 
-impl SealError {
-    /// A stable counter name for this failure.
-    pub fn name(&self) -> &'static str {
-        match self {
-            Self::BufferTooShort => "seal_buffer_too_short",
-            Self::SessionExhausted => "seal_session_exhausted",
-            Self::Crypto => "seal_crypto",
-        }
-    }
-}
+crate::counted_reasons!(SealError {
+    BufferTooShort => "seal_buffer_too_short",
+    SessionExhausted => "seal_session_exhausted",
+    Crypto => "seal_crypto",
+});
 
 /// The two data-plane keys of one side of a peer pair, fresh from a handshake.
 #[derive(Clone, PartialEq, Eq)]

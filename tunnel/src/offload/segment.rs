@@ -64,23 +64,18 @@ pub enum SegmentError {
     DatagramExceedsMtu,
 }
 
-impl SegmentError {
-    /// A stable counter name for this drop reason.
-    pub fn name(&self) -> &'static str {
-        match self {
-            Self::GsoSizeZero => "segment_gso_size_zero",
-            Self::UnsupportedGsoType(_) => "segment_unsupported_gso_type",
-            Self::ChecksumOutOfRange => "segment_checksum_out_of_range",
-            Self::FamilyMismatch => "segment_family_mismatch",
-            Self::ProtocolMismatch => "segment_protocol_mismatch",
-            Self::MalformedHeaders(_) => "segment_malformed_headers",
-            Self::HeadersInconsistent => "segment_headers_inconsistent",
-            Self::Fragment => "segment_fragment",
-            Self::HeadersExceedMtu => "segment_headers_exceed_mtu",
-            Self::DatagramExceedsMtu => "segment_datagram_exceeds_mtu",
-        }
-    }
-}
+crate::counted_reasons!(SegmentError {
+    GsoSizeZero => "segment_gso_size_zero",
+    UnsupportedGsoType => "segment_unsupported_gso_type",
+    ChecksumOutOfRange => "segment_checksum_out_of_range",
+    FamilyMismatch => "segment_family_mismatch",
+    ProtocolMismatch => "segment_protocol_mismatch",
+    MalformedHeaders => "segment_malformed_headers",
+    HeadersInconsistent => "segment_headers_inconsistent",
+    Fragment => "segment_fragment",
+    HeadersExceedMtu => "segment_headers_exceed_mtu",
+    DatagramExceedsMtu => "segment_datagram_exceeds_mtu",
+});
 
 impl From<WireError> for SegmentError {
     fn from(e: WireError) -> Self {
