@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 
 use mio::{Events, Interest, Poll, Token};
 use weft::io::{
-    FramePort, MAX_FRAME_LEN, PacketPort, PortError, PortOptions, RxBatch, TapPort, TxFrame,
-    UdpOptions, UdpPort, UdpRxBatch, UdpSendPool, VNET_HDR_LEN,
+    FramePort, MAX_FRAME_LEN, PacketPort, PortError, PortOptions, RxBatch, TapPort, UdpOptions,
+    UdpPort, UdpRxBatch, UdpSendPool, VNET_HDR_LEN, VnetFrame,
 };
 use weft::netlink::{Netlink, set_link_sysctl};
 use weft::netns::{NamedNetns, run_in_netns};
@@ -100,7 +100,7 @@ fn forward(a: &mut PacketPort, b: &mut PacketPort, stop: &AtomicBool) -> Forward
                 match from.recv_batch(&mut batch) {
                     Ok(0) => break,
                     Ok(n) => {
-                        let mut out: Vec<TxFrame<'_>> = Vec::with_capacity(n);
+                        let mut out: Vec<VnetFrame<'_>> = Vec::with_capacity(n);
                         for (i, frame) in batch.iter().enumerate() {
                             if batch.is_truncated(i) {
                                 stats.truncated += 1;
@@ -344,15 +344,15 @@ fn refused_frames_are_skipped_and_the_rest_of_the_batch_is_sent() {
     // GSO TCPv4 with gso_size 0 on a non-TCP frame: an invalid header.
     let bogus_gso = [0, 1, 0, 0, 0, 0, 0, 0, 0, 0];
     let batch = [
-        TxFrame {
+        VnetFrame {
             vnet: &bogus_gso,
             frame: &good,
         },
-        TxFrame {
+        VnetFrame {
             vnet: &no_offload,
             frame: &oversize,
         },
-        TxFrame {
+        VnetFrame {
             vnet: &no_offload,
             frame: &good,
         },
@@ -472,7 +472,7 @@ fn tap_port_exchanges_frames_with_the_kernel_and_persists() {
     reply.extend_from_slice(&[10, 79, 0, 1]);
     let no_offload = [0u8; VNET_HDR_LEN];
     let sent = tap
-        .send_frames(&[TxFrame {
+        .send_frames(&[VnetFrame {
             vnet: &no_offload,
             frame: &reply,
         }])

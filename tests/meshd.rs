@@ -192,7 +192,7 @@ impl Router {
                 keys,
                 local_index,
                 remote_index,
-            } if *n == name => {
+            } if *n == PeerName(name) => {
                 assert_eq!(nickname, &format!("router-{}", name[5]));
                 assert_eq!(*addr, IpAddr::V4(Ipv4Addr::LOCALHOST));
                 assert_eq!((*v, *t), (vxlan_port, tunnel_port));
@@ -366,7 +366,9 @@ fn endpoints_set_on_one_router_reach_the_other() {
     a.meshd().set_local_endpoints(endpoints.clone()).unwrap();
     let a_name = a.name;
     let got = b.wait_update("A's endpoints", |u| match u {
-        MeshUpdate::Endpoints { name, endpoints } if *name == a_name && !endpoints.is_empty() => {
+        MeshUpdate::Endpoints { name, endpoints }
+            if *name == PeerName(a_name) && !endpoints.is_empty() =>
+        {
             Some(endpoints.clone())
         }
         _ => None,
@@ -377,7 +379,7 @@ fn endpoints_set_on_one_router_reach_the_other() {
     assert!(
         !a.seen
             .iter()
-            .any(|u| matches!(u, MeshUpdate::Endpoints { name, .. } if *name == a_name))
+            .any(|u| matches!(u, MeshUpdate::Endpoints { name, .. } if *name == PeerName(a_name)))
     );
     // An invalid set is refused with a reason, not dropped silently.
     let bad = vec![Endpoint {
@@ -397,7 +399,9 @@ fn peers_learned_through_gossip_are_routed_through_the_middle() {
     c.connected_to(&b);
     let (b_name, c_name) = (b.name, c.name);
     let nickname = a.wait_update("C known", |u| match u {
-        MeshUpdate::PeerKnown { name, nickname } if *name == c_name => Some(nickname.clone()),
+        MeshUpdate::PeerKnown { name, nickname } if *name == PeerName(c_name) => {
+            Some(nickname.clone())
+        }
         _ => None,
     });
     assert_eq!(nickname, "router-3");
@@ -409,9 +413,9 @@ fn peers_learned_through_gossip_are_routed_through_the_middle() {
     });
     // A and C never connect directly: discovery is off on both ends.
     assert!(
-        !a.seen
-            .iter()
-            .any(|u| matches!(u, MeshUpdate::PeerConnected { name, .. } if *name == c_name))
+        !a.seen.iter().any(
+            |u| matches!(u, MeshUpdate::PeerConnected { name, .. } if *name == PeerName(c_name))
+        )
     );
     let status = a.status();
     let peer_c = status
@@ -547,7 +551,8 @@ fn shutdown_closes_every_connection_and_joins() {
     let b_name = b.name;
     for router in [&mut a, &mut c] {
         router.wait_update("B disconnected", |u| {
-            matches!(u, MeshUpdate::PeerDisconnected { name } if *name == b_name).then_some(())
+            matches!(u, MeshUpdate::PeerDisconnected { name } if *name == PeerName(b_name))
+                .then_some(())
         });
     }
     // The listener is gone with the thread.

@@ -1,27 +1,26 @@
-//! The data-plane thread: a mio loop over every port and both tunnel sockets.
+//! The data-plane thread: a mio loop over every port and both tunnel sockets, around the
+//! pure core.
 //!
 //! Per readiness event a port is drained in batches (edge-triggered epoll: a port that
 //! still has frames after its budget goes back on a ready queue, so one busy port cannot
-//! starve the others). Each batch is switched frame by frame and written out with one
-//! batched send per egress port. Nothing on this path allocates: the receive batches,
-//! the egress list, the segmentation buffers and the per-port pending lists are reused.
+//! starve the others). Each batch goes to the core whole, which switches it and hands
+//! back one transmit per egress port (or per VXLAN source socket, or per super-frame)
+//! that [`Sockets`] writes on the spot. The loop sleeps until the core's deadline or the
+//! next kernel statistics read, whichever is first; both are kept by what they time.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
+use datapath::{Core, CoreConfig, Counter, LocalPortDef, LocalPortKind};
 use learning::PortId;
 use mio::{Events, Interest, Poll, Token, Waker};
-use switch::{PortKind, Switch, SwitchConfig};
-use tunnel::{Coalescer, PmtuGuard};
-use wire::VnetHdr;
+use wire::VnetFrame;
 
-use super::core::{Core, EngineCounters};
-use super::peers::Peers;
-use super::ports::{LocalSlot, PortCounters, PortTable, Slot};
-use super::{Command, DataplaneConfig, LocalPort, PortHandle};
-use crate::io::{RxBatch, UdpPort, UdpRxBatch, UdpSendPool, VNET_HDR_LEN};
+use super::sockets::{Port, Sockets};
+use super::{Command, DataplaneConfig, LocalPort, PortHandle, stats};
+use crate::io::{RxBatch, UdpPort, UdpRxBatch, UdpSendPool};
 
 const WAKER: Token = Token(usize::MAX);
 const VXLAN: Token = Token(usize::MAX - 1);
@@ -35,23 +34,22 @@ const BATCHES_PER_TURN: usize = 4;
 /// How often kernel drop counters are folded in (they are 32-bit and reset on read).
 const STATS_INTERVAL: Duration = Duration::from_secs(5);
 
-/// An all-zero virtio header: a complete, wire-sized frame.
-pub(super) static NO_VNET: [u8; VNET_HDR_LEN] = [0; VNET_HDR_LEN];
-
 pub(super) struct Engine {
     poll: Poll,
     events: Events,
     waker: Arc<Waker>,
     commands: Receiver<Command>,
+    /// The VXLAN receive socket (sends go from the pool, one socket per source port).
     vxlan: UdpPort,
+    io: Sockets,
     rx: RxBatch,
     udp_rx: UdpRxBatch,
-    coalescer: Coalescer,
     ready: VecDeque<Token>,
     queued: HashMap<Token, bool>,
     next_stats: Instant,
     /// For TAP statistics; opened on first use.
     netlink: Option<crate::netlink::Netlink>,
+    gso: bool,
     core: Core,
     running: bool,
 }
@@ -68,77 +66,46 @@ impl Engine {
             .with_context(|| format!("cannot bind the VXLAN port {}", config.vxlan_bind))?;
         poll.registry()
             .register(&mut vxlan, VXLAN, Interest::READABLE)?;
-        let mut tunnel_sock = UdpPort::bind(config.tunnel_bind, &config.udp)
+        let mut tunnel = UdpPort::bind(config.tunnel_bind, &config.udp)
             .with_context(|| format!("cannot bind the tunnel port {}", config.tunnel_bind))?;
         poll.registry()
-            .register(&mut tunnel_sock, TUNNEL, Interest::READABLE)?;
-        let send_pool = UdpSendPool::new(
+            .register(&mut tunnel, TUNNEL, Interest::READABLE)?;
+        let pool = UdpSendPool::new(
             config.send_sockets.max(1),
             config.vxlan_bind.ip(),
             &config.udp,
         )?;
         let now = Instant::now();
-        let switch = Switch::new(
-            SwitchConfig {
-                querier_mac: wire::Mac::local_from_bytes(config.local_name),
-                ..SwitchConfig::default()
+        let gso = pool.max_gso_segments() > 1;
+        let core = Core::new(
+            CoreConfig {
+                local_name: config.local_name,
+                mtu: config.mtu,
+                password_set: config.password_set,
+                trusted_subnets: config.trusted_subnets,
+                send_sockets: pool.len(),
             },
             now,
         )?;
-        let gso = send_pool.max_gso_segments() > 1;
-        let overlay_mtu = config.overlay_mtu as usize;
-        let underlay = tunnel::Underlay::V4;
-        let tunnel_mtu =
-            tunnel::crypto::datagram::overlay_mtu(underlay, config.underlay_mtu as usize)
-                .unwrap_or(overlay_mtu)
-                .min(overlay_mtu);
-        let mut coalescer = Coalescer::new();
-        coalescer.set_mtu(overlay_mtu);
         Ok(Self {
             poll,
             events: Events::with_capacity(256),
             waker,
             commands,
             vxlan,
+            io: Sockets {
+                pool,
+                tunnel,
+                ports: Vec::new(),
+            },
             rx: RxBatch::new(RX_BATCH),
             udp_rx: UdpRxBatch::new(UDP_RX_BUFFERS),
-            coalescer,
             ready: VecDeque::new(),
             queued: HashMap::new(),
             next_stats: now + STATS_INTERVAL,
             netlink: None,
-            core: Core {
-                switch,
-                ports: PortTable::default(),
-                peers: Peers::default(),
-                networks: HashMap::default(),
-                by_vni: HashMap::default(),
-                send_pool,
-                tunnel_sock,
-                routes: None,
-                pmtu: PmtuGuard::new(),
-                egress: Vec::with_capacity(64),
-                reply: vec![0; tunnel::pmtu::REPLY_BUFFER_LEN.max(switch::REPLY_MIN_LEN)],
-                icmp: vec![0; tunnel::pmtu::REPLY_BUFFER_LEN],
-                seg: Vec::with_capacity(128 * 1024),
-                seg_key: None,
-                seg_stride: 0,
-                hb: vec![0; 2048],
-                tun: Vec::with_capacity(128 * 1024),
-                rx_tun: Vec::with_capacity(64 * 1024),
-                dirty: Vec::with_capacity(64),
-                tun_dirty: Vec::with_capacity(64),
-                vxlan_out: super::vxlan_out::VxlanQueue::new(),
-                tunnel_datagram_max: tunnel::crypto::datagram::max_datagram_len(tunnel_mtu),
-                counters: EngineCounters::default(),
-                overlay_mtu,
-                tunnel_mtu,
-                local_name: config.local_name,
-                password_set: config.password_set,
-                trusted_subnets: config.trusted_subnets,
-                gso,
-                timers_now: true,
-            },
+            gso,
+            core,
             running: true,
         })
     }
@@ -157,16 +124,18 @@ impl Engine {
 
     /// The loop; returns on `Shutdown` (or when the control plane is gone).
     ///
-    /// One clock read per turn, and the periodic work (heartbeats, path choice, table
-    /// sweeps) only when its deadline passes or something it acts on changed: at line
-    /// rate the loop turns hundreds of thousands of times a second, and doing both every
-    /// turn cost a fifth of the thread's time.
+    /// One clock read per turn, and the core's periodic work only when its deadline
+    /// passes (a heartbeat or a command makes it due at once): at line rate the loop turns
+    /// hundreds of thousands of times a second, and running it every turn cost a fifth
+    /// of the thread's time.
     pub(super) fn run(mut self) {
         let mut now = Instant::now();
-        let mut timers_due = now;
         while self.running {
             let timeout = if self.ready.is_empty() {
-                timers_due.saturating_duration_since(now)
+                self.core
+                    .poll_timeout()
+                    .min(self.next_stats)
+                    .saturating_duration_since(now)
             } else {
                 Duration::ZERO
             };
@@ -186,12 +155,10 @@ impl Engine {
                     self.enqueue(token);
                 }
             }
-            if wake {
-                self.handle_commands();
-                // Routes, peers and sessions may have changed: paths are chosen again.
-                self.core.timers_now = true;
-            }
             now = Instant::now();
+            if wake {
+                self.handle_commands(now);
+            }
             for _ in 0..self.ready.len() {
                 let Some(token) = self.ready.pop_front() else {
                     break;
@@ -207,160 +174,112 @@ impl Engine {
                     self.ready.push_back(token);
                 }
             }
-            if self.core.timers_now || now >= timers_due {
-                self.core.timers_now = false;
-                self.handle_timers(now);
-                timers_due = self.next_deadline(now);
+            if now >= self.core.poll_timeout() {
+                self.core.handle_timeout(now, &mut self.io);
             }
-            // Nothing waits in a packer across iterations: commands (a peer leaving, a new
-            // session) may change the peers at the top of the next one.
-            self.core.flush_peers(now);
+            if now >= self.next_stats {
+                self.next_stats = now + STATS_INTERVAL;
+                stats::fold_kernel_drops(
+                    &mut self.core,
+                    &mut self.io,
+                    &self.vxlan,
+                    &mut self.netlink,
+                );
+            }
+            self.log_events();
         }
     }
 
-    fn next_deadline(&self, now: Instant) -> Instant {
-        let mut d = self.next_stats.min(now + Duration::from_secs(1));
-        if let Some(t) = self.core.switch.poll_timeout() {
-            d = d.min(t);
-        }
-        for (_, p) in self.core.peers.iter() {
-            // Only monitors `heartbeats` drives: another's deadline never moves on.
-            if p.vxlan_usable() && !self.core.networks.is_empty() {
-                d = d.min(p.vxlan.poll_timeout());
-            }
-            if let Some(t) = &p.tunnel {
-                d = d.min(t.monitor.poll_timeout());
-                if let Some(s) = t.session.poll_timeout() {
-                    d = d.min(s);
+    /// Logs what the core reported.
+    fn log_events(&mut self) {
+        while let Some(event) = self.core.poll_event() {
+            match event {
+                datapath::Event::Heartbeat { addr, path, event } => {
+                    tracing::info!(peer = %addr, "{path:?} path {event:?}");
                 }
-            }
-            if let Some(s) = p.selector.poll_timeout() {
-                d = d.min(s);
+                datapath::Event::PathChanged {
+                    peer,
+                    relay,
+                    change,
+                } => tracing::info!(
+                    peer = %peer.map(|n| n.to_string()).unwrap_or_default(),
+                    relay = %relay.map(|n| n.to_string()).unwrap_or_default(),
+                    "path {} -> {}",
+                    change.from,
+                    change.to
+                ),
             }
         }
-        d
     }
 
-    /// Receives and switches up to a few batches from a local port; true when drained.
+    /// Receives up to a few batches from a local port and hands each to the core; true
+    /// when drained.
     fn service_port(&mut self, id: PortId, now: Instant) -> bool {
         for _ in 0..BATCHES_PER_TURN {
-            let Some(slot) = self.core.ports.local_mut(id) else {
+            let Some(port) = self.io.port(id) else {
                 return true;
             };
-            let n = match slot.port().recv_batch(&mut self.rx) {
+            let n = match port.frames().recv_batch(&mut self.rx) {
                 Ok(0) => return true,
                 Ok(n) => n,
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return true,
                 Err(e) => {
-                    tracing::warn!(port = %slot.name, "receive failed: {e}");
-                    self.core.counters.bump("engine", "port_receive_errors");
+                    tracing::warn!(port = %port.name, "receive failed: {e}");
+                    self.core.count(Counter::PortReceiveErrors);
                     return true;
                 }
             };
-            self.core.switch_local_batch(id, &self.rx, n, now);
+            let frames: arrayvec::ArrayVec<Option<VnetFrame<'_>>, RX_BATCH> = (0..n.min(RX_BATCH))
+                .map(|i| (!self.rx.is_truncated(i)).then(|| self.rx.vnet_frame(i)))
+                .collect();
+            self.core
+                .handle_local_frames(now, id, &frames, &mut self.io);
         }
         false
     }
 
-    /// Receives and decapsulates up to a few batches of VXLAN datagrams; true when drained.
+    /// Receives up to a few batches of VXLAN datagrams; true when drained.
     fn service_vxlan(&mut self, now: Instant) -> bool {
-        let Self {
-            vxlan,
-            udp_rx,
-            coalescer,
-            core,
-            ..
-        } = self;
         for _ in 0..BATCHES_PER_TURN {
-            match vxlan.recv_batch(udp_rx) {
+            match self.vxlan.recv_batch(&mut self.udp_rx) {
                 Ok(0) => return true,
                 Ok(_) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return true,
                 Err(e) => {
                     tracing::warn!("VXLAN receive failed: {e}");
-                    core.counters.bump("engine", "vxlan_receive_errors");
+                    self.core.count(Counter::VxlanReceiveErrors);
                     return true;
                 }
             }
-            for (src, datagram) in udp_rx.iter() {
-                let Some((port, inner)) = core.vxlan_datagram(src, datagram, now) else {
-                    continue;
-                };
-                coalescer.push(
-                    u64::from(port.0),
-                    inner,
-                    &mut |tag, vnet: &VnetHdr, frame: &[u8]| {
-                        core.deliver(PortId(tag as u32), vnet, frame, now);
-                    },
-                );
-            }
-            coalescer.flush(&mut |tag, vnet: &VnetHdr, frame: &[u8]| {
-                core.deliver(PortId(tag as u32), vnet, frame, now);
-            });
-            // Frames relayed on from this batch.
-            core.flush_peers(now);
+            self.core
+                .handle_vxlan_datagrams(now, self.udp_rx.iter(), &mut self.io);
         }
         false
     }
 
-    /// Receives and opens up to a few batches of tunnel datagrams; true when drained.
+    /// Receives up to a few batches of tunnel datagrams; true when drained.
     fn service_tunnel(&mut self, now: Instant) -> bool {
-        let Self {
-            udp_rx,
-            coalescer,
-            core,
-            ..
-        } = self;
         for _ in 0..BATCHES_PER_TURN {
-            match core.tunnel_sock.recv_batch(udp_rx) {
+            match self.io.tunnel.recv_batch(&mut self.udp_rx) {
                 Ok(0) => return true,
                 Ok(_) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return true,
                 Err(e) => {
                     tracing::warn!("tunnel receive failed: {e}");
-                    core.counters.bump("engine", "tunnel_receive_errors");
+                    self.core.count(Counter::TunnelReceiveErrors);
                     return true;
                 }
             }
-            for (_, datagram) in udp_rx.iter() {
-                core.tunnel_datagram(datagram, coalescer, now);
-            }
-            coalescer.flush(&mut |tag, vnet: &VnetHdr, frame: &[u8]| {
-                core.deliver(PortId(tag as u32), vnet, frame, now);
-            });
-            // Frames relayed on from this batch.
-            core.flush_peers(now);
+            self.core.handle_tunnel_datagrams(
+                now,
+                self.udp_rx.iter().map(|(_, d)| d),
+                &mut self.io,
+            );
         }
         false
     }
 
-    fn handle_timers(&mut self, now: Instant) {
-        let core = &mut self.core;
-        core.switch.handle_timeout(now);
-        core.egress.clear();
-        let mut buf = std::mem::take(&mut core.reply);
-        let mut ports = std::mem::take(&mut core.egress);
-        while let Some(n) = core.switch.poll_transmit(now, &mut buf, &mut ports) {
-            for &p in &ports {
-                if let Some(slot) = core.ports.local_mut(p) {
-                    slot.send(&[crate::io::TxFrame {
-                        vnet: &NO_VNET,
-                        frame: &buf[..n],
-                    }]);
-                }
-            }
-        }
-        core.reply = buf;
-        core.egress = ports;
-        core.heartbeats(now);
-        core.refresh_selectors(now);
-        if now >= self.next_stats {
-            self.next_stats = now + STATS_INTERVAL;
-            core.fold_kernel_stats(&self.vxlan, &mut self.netlink);
-        }
-    }
-
-    fn handle_commands(&mut self) {
+    fn handle_commands(&mut self, now: Instant) {
         loop {
             let cmd = match self.commands.try_recv() {
                 Ok(cmd) => cmd,
@@ -370,16 +289,15 @@ impl Engine {
                     break;
                 }
             };
-            let now = Instant::now();
             match cmd {
-                Command::Mesh(update) => self.core.mesh_update(update, now),
-                Command::AddNetwork(net) => self.core.add_network(net),
-                Command::RemoveNetwork(id) => self.core.remove_network(id),
+                Command::Mesh(update) => self.core.handle_mesh(update, now),
+                Command::AddNetwork(net) => self.core.add_network(net, now),
+                Command::RemoveNetwork(id) => self.core.remove_network(id, now),
                 Command::AddPort(port, reply) => {
                     let _ = reply.send(self.add_port(port, now));
                 }
                 Command::RemovePort(id, reply) => {
-                    self.remove_port(id);
+                    self.remove_port(id, now);
                     let _ = reply.send(());
                 }
                 Command::SetEndpoint(id, ep) => self.core.set_endpoint(id, ep, now),
@@ -390,12 +308,18 @@ impl Engine {
                 }
                 Command::RemovePeers(addrs) => {
                     for a in addrs {
-                        self.core.remove_static_peer(a);
+                        self.core.remove_static_peer(a, now);
                     }
                 }
                 Command::Status(reply) => {
-                    self.core.fold_kernel_stats(&self.vxlan, &mut self.netlink);
-                    let _ = reply.send(self.core.status(now, &self.coalescer));
+                    stats::fold_kernel_drops(
+                        &mut self.core,
+                        &mut self.io,
+                        &self.vxlan,
+                        &mut self.netlink,
+                    );
+                    let status = self.core.status(now);
+                    let _ = reply.send(super::status::report(status, self.gso));
                 }
                 Command::Shutdown => self.running = false,
             }
@@ -407,51 +331,53 @@ impl Engine {
     /// rest of the attach.
     fn add_port(&mut self, port: LocalPort, now: Instant) -> Result<PortId, String> {
         let LocalPort {
-            handle,
+            mut handle,
             name,
             network,
             endpoint,
         } = port;
-        // A TAP's kernel count started before this port (it persists across routers).
-        let kernel_drops_seen = match &handle {
-            PortHandle::Tap(t) => super::timers::tap_drops(&mut self.netlink, t),
-            PortHandle::Veth(_) => None,
+        let (kind, kernel_drops_seen) = match &handle {
+            // A TAP's kernel count started before this port (it persists across routers).
+            PortHandle::Tap(t) => (LocalPortKind::Tap, stats::tap_drops(&mut self.netlink, t)),
+            PortHandle::Veth(_) => (LocalPortKind::Veth, None),
         };
-        let id = self.core.ports.insert(Slot::Local(LocalSlot {
-            handle,
-            name,
-            network,
-            endpoint: None,
-            counters: PortCounters {
-                kernel_drops_seen,
-                ..PortCounters::default()
+        let id = self.core.add_local_port(
+            LocalPortDef {
+                name: name.clone(),
+                kind,
+                network,
+                endpoint,
             },
-            pending: Vec::with_capacity(RX_BATCH),
-        }));
+            now,
+        );
         let token = Token(id.0 as usize);
-        if let Some(slot) = self.core.ports.local_mut(id) {
-            let registered = match &mut slot.handle {
-                PortHandle::Veth(p) => self.poll.registry().register(p, token, Interest::READABLE),
-                PortHandle::Tap(t) => self.poll.registry().register(t, token, Interest::READABLE),
-            };
-            if let Err(e) = registered {
-                let e = format!("cannot watch port {}: {e}", slot.name);
-                tracing::error!("{e}");
-                self.core.ports.remove(id);
-                return Err(e);
-            }
+        let registered = match &mut handle {
+            PortHandle::Veth(p) => self.poll.registry().register(p, token, Interest::READABLE),
+            PortHandle::Tap(t) => self.poll.registry().register(t, token, Interest::READABLE),
+        };
+        if let Err(e) = registered {
+            let e = format!("cannot watch port {name}: {e}");
+            tracing::error!("{e}");
+            self.core.remove_local_port(id, now);
+            return Err(e);
         }
-        self.core.switch.add_port(id, network, PortKind::Local);
-        self.core.set_endpoint(id, endpoint, now);
+        self.io.insert(
+            id,
+            Port {
+                handle,
+                name,
+                kernel_drops_seen,
+            },
+        );
         // Frames may already be waiting (edge-triggered: no event for them).
         self.enqueue(token);
         Ok(id)
     }
 
-    fn remove_port(&mut self, id: PortId) {
-        self.core.switch.remove_port(id);
-        if let Some(Slot::Local(mut l)) = self.core.ports.remove(id) {
-            let _ = match &mut l.handle {
+    fn remove_port(&mut self, id: PortId, now: Instant) {
+        self.core.remove_local_port(id, now);
+        if let Some(mut port) = self.io.remove(id) {
+            let _ = match &mut port.handle {
                 PortHandle::Veth(p) => self.poll.registry().deregister(p),
                 PortHandle::Tap(t) => self.poll.registry().deregister(t),
             };

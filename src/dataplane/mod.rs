@@ -1,24 +1,19 @@
-//! The data plane: one thread that owns every port, the switch core and the tunnels,
-//! and moves frames between them in batches.
+//! The data plane's shell: one thread that owns every port and tunnel socket, runs a mio
+//! loop and moves bytes between the sockets and the pure core (`datapath::Core`), which
+//! makes every decision.
 //!
-//! Run to completion: a batch read from a port is switched and written out on the same
-//! thread, with buffers allocated once. The control plane (the API thread, the mesh)
-//! talks to it only through [`Dataplane`], whose commands travel on a channel paired with
-//! a `mio::Waker`; they carry ports, peers and table updates, never frames.
+//! Run to completion: a batch read from a port is handed to the core, which switches it
+//! and hands back transmits that this thread writes out on the spot, with buffers
+//! allocated once. The control plane (the API thread, the mesh) talks to it only through
+//! [`Dataplane`], whose commands travel on a channel paired with a `mio::Waker`; they
+//! carry ports, peers and table updates, never frames.
 
-mod core;
-mod egress;
 mod engine;
-mod ingress;
-mod local;
-mod peers;
-mod ports;
-mod relay;
+mod sockets;
+mod stats;
 mod status;
-mod timers;
-mod vxlan_out;
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -26,7 +21,8 @@ use std::time::Duration;
 use anyhow::Context as _;
 use crossbeam_channel::{Receiver, Sender};
 use learning::{NetworkId, PortId};
-use wire::Mac;
+
+pub use datapath::{KnownEndpoint, MeshUpdate, NetworkDef};
 
 use crate::api::report::{PeerReport, PortReport, TableReport};
 use crate::io::{PacketPort, TapPort, UdpOptions};
@@ -36,21 +32,17 @@ use crate::io::{PacketPort, TapPort, UdpOptions};
 pub struct DataplaneConfig {
     /// Where VXLAN is received (0.0.0.0:4789 by default).
     pub vxlan_bind: SocketAddr,
-    /// The VXLAN port peers listen on unless they name their own.
-    pub vxlan_port: u16,
-    /// The MTU containers get; frames bigger than it (plus Ethernet) are cut or answered
-    /// with ICMP before they leave the host.
-    pub overlay_mtu: u32,
-    /// This router's peer name, carried in data-path heartbeats.
-    pub local_name: [u8; 6],
+    /// The overlay MTUs (the same computation the control plane gives containers theirs
+    /// by): frames bigger than them are cut or answered with ICMP before they leave.
+    pub mtu: tunnel::PathMtus,
+    /// This router's peer name, carried in data-path heartbeats and tunnel frames.
+    pub local_name: mesh::PeerName,
     /// Socket options of the tunnel sockets.
     pub udp: UdpOptions,
     /// How many send sockets spread flows over outer source ports.
     pub send_sockets: usize,
     /// Where the encrypted tunnel is received (0.0.0.0:6784 by default).
     pub tunnel_bind: SocketAddr,
-    /// MTU of the underlay, for the encrypted path's own overlay MTU.
-    pub underlay_mtu: u32,
     /// A mesh password is set: peers outside the trusted subnets get the encrypted
     /// tunnel only, never cleartext VXLAN.
     pub password_set: bool,
@@ -67,16 +59,6 @@ pub enum PortHandle {
     Tap(TapPort),
 }
 
-/// An endpoint the switch knows for sure: its MAC is pinned and its IPs answered by the
-/// ARP proxy.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KnownEndpoint {
-    /// The endpoint's MAC.
-    pub mac: Mac,
-    /// Its IPv4 addresses.
-    pub ips: Vec<Ipv4Addr>,
-}
-
 /// A local port to add.
 #[derive(Debug)]
 pub struct LocalPort {
@@ -90,17 +72,6 @@ pub struct LocalPort {
     pub endpoint: Option<KnownEndpoint>,
 }
 
-/// A network as the data plane sees it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NetworkDef {
-    /// Switch id.
-    pub id: NetworkId,
-    /// Name, for status.
-    pub name: String,
-    /// VXLAN network identifier.
-    pub vni: u32,
-}
-
 /// A snapshot of the data plane for `weft status`.
 #[derive(Debug, Clone, Default)]
 pub struct DataplaneStatus {
@@ -110,61 +81,10 @@ pub struct DataplaneStatus {
     pub peers: Vec<PeerReport>,
     /// Table sizes.
     pub tables: TableReport,
-    /// Every named counter.
+    /// Every named counter, every drop reason among them (zeros too).
     pub counters: std::collections::BTreeMap<String, u64>,
     /// How frames move (batching, offloads in use).
     pub data_path: String,
-}
-
-/// What the mesh tells the data plane about peers, routes and remote endpoints.
-#[derive(Debug)]
-pub enum MeshUpdate {
-    /// A control connection finished its handshake and Hello: the peer is a direct
-    /// neighbour, and these are the keys of the encrypted tunnel to it.
-    PeerConnected {
-        /// Its peer name.
-        name: [u8; 6],
-        /// Its nickname.
-        nickname: String,
-        /// Its underlay address (the control connection's remote IP).
-        addr: std::net::IpAddr,
-        /// Its VXLAN port (from its Hello).
-        vxlan_port: u16,
-        /// Its tunnel port (from its handshake payload).
-        tunnel_port: u16,
-        /// Tunnel keys from the handshake.
-        keys: Box<tunnel::crypto::session::TunnelKeys>,
-        /// The session index datagrams to us carry (ours, announced in the handshake).
-        local_index: u32,
-        /// The session index datagrams to it carry (its own).
-        remote_index: u32,
-    },
-    /// The control connection to a neighbour closed.
-    PeerDisconnected {
-        /// Its peer name.
-        name: [u8; 6],
-    },
-    /// A peer is in the topology (reachable, perhaps only through relays).
-    PeerKnown {
-        /// Its peer name.
-        name: [u8; 6],
-        /// Its nickname.
-        nickname: String,
-    },
-    /// A peer left the mesh (unreachable and forgotten): drop its ports, MACs, endpoints.
-    PeerRemoved {
-        /// Its peer name.
-        name: [u8; 6],
-    },
-    /// New routes: unicast next hops and per-origin broadcast trees.
-    Routes(Arc<mesh::RouteTable>),
-    /// A peer's full set of endpoints (containers and host ports it serves).
-    Endpoints {
-        /// Its peer name.
-        name: [u8; 6],
-        /// The endpoints.
-        endpoints: Vec<mesh::Endpoint>,
-    },
 }
 
 /// Where the mesh thread sends what it learns: the data plane ([`MeshSink`]), or a

@@ -1,122 +1,88 @@
-//! The data plane's status snapshot: ports, peers, tables and every counter by name.
+//! The core's typed snapshot as the API reports it.
 
-use std::collections::BTreeMap;
-use std::time::Instant;
-
-use learning::NetworkId;
-use tunnel::Coalescer;
+use datapath::{PathWhy, PeerStatus, Status};
+use tunnel::PathState;
+use tunnel::path::Path;
 
 use super::DataplaneStatus;
-use super::core::Core;
-use super::ports::Slot;
-use crate::api::report::{PortReport, TableReport};
+use crate::api::report::{PeerReport, PortReport, TableReport};
 
-impl Core {
-    /// A snapshot for `weft status`.
-    pub(super) fn status(&self, now: Instant, coalescer: &Coalescer) -> DataplaneStatus {
-        let net_name = |id: NetworkId| {
-            self.networks
-                .get(&id)
-                .map(|n| n.name.clone())
-                .unwrap_or_default()
-        };
-        let mut ports = Vec::new();
-        for (id, slot) in self.ports.iter() {
-            if let Slot::Local(l) = slot {
-                let c = l.counters;
-                ports.push(PortReport {
-                    id: id.0,
-                    kind: l.kind().into(),
-                    name: l.name.clone(),
-                    network: net_name(l.network),
-                    rx_frames: c.rx_frames,
-                    rx_bytes: c.rx_bytes,
-                    tx_frames: c.tx_frames,
-                    tx_bytes: c.tx_bytes,
-                    tx_dropped: c.tx_dropped,
-                    kernel_drops: c.kernel_drops,
-                });
+/// The API's view of a core snapshot; `gso` says whether UDP GSO is in use.
+pub(super) fn report(status: Status, gso: bool) -> DataplaneStatus {
+    let counters = status.named_counters().into_iter().collect();
+    DataplaneStatus {
+        ports: status
+            .ports
+            .into_iter()
+            .map(|p| PortReport {
+                id: p.id.0,
+                kind: p.kind.name().into(),
+                name: p.name,
+                network: p.network,
+                rx_frames: p.counters.rx_frames,
+                rx_bytes: p.counters.rx_bytes,
+                tx_frames: p.counters.tx_frames,
+                tx_bytes: p.counters.tx_bytes,
+                tx_dropped: p.counters.tx_dropped,
+                kernel_drops: p.counters.kernel_drops,
+            })
+            .collect(),
+        peers: status.peers.into_iter().map(peer).collect(),
+        tables: TableReport {
+            macs: status.tables.macs,
+            neighbours: status.tables.neighbours,
+            groups: status.tables.groups,
+        },
+        counters,
+        data_path: format!(
+            "AF_PACKET + vnet_hdr (TSO super-frames pass whole), recvmmsg/sendmmsg; VXLAN and encrypted tunnel over UDP with {} and GRO",
+            if gso { "GSO" } else { "no GSO" }
+        ),
+    }
+}
+
+/// Why a peer's frames take their path, in words.
+fn reason(why: PathWhy) -> String {
+    match why {
+        PathWhy::NoCleartext => "password set and subnet not trusted: no cleartext; waiting for an authenticated mesh connection".into(),
+        PathWhy::StaticVxlan { heartbeat, named } => match heartbeat {
+            PathState::Up { .. } => "vxlan heartbeats answered (no mesh connection)",
+            PathState::Down { .. } if !named => {
+                "no heartbeat answers (not a weft router, e.g. a kernel VTEP: sending anyway)"
             }
+            PathState::Down { .. } => "vxlan heartbeats stopped (sending anyway)",
+            PathState::Unknown => "waiting for the first heartbeat answer",
         }
-        let peers = self
-            .peers
-            .iter()
-            .map(|(_, p)| p.report(&self.peers))
-            .collect();
-        let sc = self.switch.counters();
-        let mut counters: BTreeMap<String, u64> = BTreeMap::new();
-        for (k, v) in [
-            ("switch.frames", sc.frames),
-            ("switch.forwarded_unicast", sc.forwarded_unicast),
-            ("switch.flooded_broadcast", sc.flooded_broadcast),
-            ("switch.flooded_unknown_unicast", sc.flooded_unknown_unicast),
-            ("switch.flooded_multicast", sc.flooded_multicast),
-            ("switch.multicast_to_members", sc.multicast_to_members),
-            ("switch.arp_proxied", sc.arp_proxied),
-            ("switch.igmp_snooped", sc.igmp_snooped),
-            ("switch.queries_sent", sc.queries_sent),
-            ("mac.learned", sc.macs.learned),
-            ("mac.moved", sc.macs.moved),
-            ("mac.evicted", sc.macs.evicted),
-            ("mac.expired", sc.macs.expired),
-            ("neighbour.learned", sc.neighbours.learned),
-            ("neighbour.static_conflicts", sc.neighbours.static_conflicts),
-            ("group.joins", sc.groups.joins),
-            ("group.leaves", sc.groups.leaves),
-            ("group.expired", sc.groups.expired),
-        ] {
-            counters.insert(k.into(), v);
+        .into(),
+        PathWhy::Chosen(choice) => {
+            let mut reason = choice.reason.to_string();
+            if choice.path == Path::Encrypted && !choice.authenticated {
+                reason.push_str("; unauthenticated keys: stops passive capture only");
+            }
+            reason
         }
-        for (reason, v) in sc.drops.iter() {
-            counters.insert(format!("drop.{}", reason.name()), v);
-        }
-        let cc = coalescer.counters();
-        for (k, v) in [
-            ("gro.frames_in", cc.frames_in),
-            ("gro.segments_merged", cc.segments_merged),
-            ("gro.super_frames_out", cc.super_frames_out),
-            ("gro.bad_checksum", cc.bad_checksum),
-        ] {
-            counters.insert(k.into(), v);
-        }
-        let pc = self.pmtu.counters();
-        for (k, v) in [
-            ("pmtu.segmented", pc.segment),
-            ("pmtu.sent_oversized", pc.sent_oversized),
-            ("pmtu.frag_needed_sent", pc.frag_needed),
-            ("pmtu.packet_too_big_sent", pc.packet_too_big),
-        ] {
-            counters.insert(k.into(), v);
-        }
-        for ((group, name), v) in &self.counters.named {
-            counters.insert(format!("{group}.{name}"), *v);
-        }
-        // Per-port drops (`weft status ports` has them by port), totalled among the drops.
-        for (k, v) in [
-            (
-                "drop.port_send_failed",
-                ports.iter().map(|p| p.tx_dropped).sum(),
-            ),
-            (
-                "drop.port_kernel",
-                ports.iter().map(|p| p.kernel_drops).sum(),
-            ),
-        ] {
-            counters.insert(k.into(), v);
-        }
-        DataplaneStatus {
-            ports,
-            peers,
-            tables: TableReport {
-                macs: self.switch.mac_entries(now).count(),
-                neighbours: self.switch.neighbours(now).count(),
-                groups: self.switch.groups(now).count(),
-            },
-            counters,
-            data_path: format!(
-                "AF_PACKET + vnet_hdr (TSO super-frames pass whole), recvmmsg/sendmmsg; VXLAN and encrypted tunnel over UDP with {} and GRO",
-                if self.gso { "GSO" } else { "no GSO" }
-            ),
-        }
+    }
+}
+
+fn peer(p: PeerStatus) -> PeerReport {
+    let (heartbeat, rtt_us) = match p.heartbeat {
+        PathState::Up { rtt } => ("up", Some(rtt.as_micros() as u64)),
+        PathState::Down { .. } => ("down", None),
+        PathState::Unknown => ("unknown", None),
+    };
+    PeerReport {
+        address: p.addr.map_or_else(|| "-".into(), |a| a.to_string()),
+        name: p.name.map(|n| n.to_string()),
+        nickname: p.nickname,
+        path: p.path.name().to_string(),
+        reason: reason(p.why),
+        via: p.via.map(|r| r.to_string()),
+        via_nickname: p.via_nickname,
+        heartbeat: heartbeat.into(),
+        rtt_us,
+        tx_frames: p.counters.tx_frames,
+        tx_bytes: p.counters.tx_bytes,
+        rx_frames: p.counters.rx_frames,
+        rx_bytes: p.counters.rx_bytes,
     }
 }

@@ -1,7 +1,9 @@
 //! Receive buffers and transmit descriptors shared by every frame port.
 
+use wire::VnetFrame;
+
 /// Bytes of the legacy `virtio_net_hdr` in front of every frame on a port.
-pub const VNET_HDR_LEN: usize = 10;
+pub const VNET_HDR_LEN: usize = wire::vnet::LEN;
 
 /// Largest frame a port may hand us: a 64 KiB GSO super-frame plus its Ethernet
 /// header (and a VLAN tag).
@@ -10,8 +12,6 @@ pub const MAX_FRAME_LEN: usize = 65535 + 14 + 4;
 /// One receive slot: the vnet header immediately followed by the frame, so a
 /// single iovec (or a plain `read`) fills both.
 pub(crate) const SLOT_LEN: usize = VNET_HDR_LEN + MAX_FRAME_LEN;
-
-static ZERO_VNET: [u8; VNET_HDR_LEN] = [0; VNET_HDR_LEN];
 
 /// Preallocated receive buffers for one batch; reused forever (no allocation per frame).
 ///
@@ -63,7 +63,7 @@ impl RxBatch {
     pub fn vnet(&self, i: usize) -> &[u8; VNET_HDR_LEN] {
         self.slot(i)
             .and_then(|slot| slot.first_chunk::<VNET_HDR_LEN>())
-            .unwrap_or(&ZERO_VNET)
+            .unwrap_or(&wire::vnet::NO_OFFLOAD)
     }
 
     /// The vnet header of frame `i`, writable (e.g. to clear `NEEDS_CSUM` after
@@ -97,8 +97,8 @@ impl RxBatch {
     }
 
     /// Frame `i` with its header, ready to hand to another port's `send_frames`.
-    pub fn tx_frame(&self, i: usize) -> TxFrame<'_> {
-        TxFrame {
+    pub fn vnet_frame(&self, i: usize) -> VnetFrame<'_> {
+        VnetFrame {
             vnet: self.vnet(i),
             frame: self.frame(i),
         }
@@ -142,7 +142,7 @@ impl RxBatch {
     }
 }
 
-/// Iterator over the frames of an [`RxBatch`], each as a [`TxFrame`] view.
+/// Iterator over the frames of an [`RxBatch`], each as a [`VnetFrame`] view.
 #[derive(Debug)]
 pub struct RxFrames<'a> {
     batch: &'a RxBatch,
@@ -150,13 +150,13 @@ pub struct RxFrames<'a> {
 }
 
 impl<'a> Iterator for RxFrames<'a> {
-    type Item = TxFrame<'a>;
+    type Item = VnetFrame<'a>;
 
     fn next(&mut self) -> Option<Self::Item> {
         if self.next >= self.batch.len {
             return None;
         }
-        let frame = self.batch.tx_frame(self.next);
+        let frame = self.batch.vnet_frame(self.next);
         self.next += 1;
         Some(frame)
     }
@@ -165,15 +165,6 @@ impl<'a> Iterator for RxFrames<'a> {
         let left = self.batch.len.saturating_sub(self.next);
         (left, Some(left))
     }
-}
-
-/// One frame to transmit, borrowed from wherever it lives (an RxBatch, a scratch buffer).
-#[derive(Debug, Clone, Copy)]
-pub struct TxFrame<'a> {
-    /// The vnet header to send in front of the frame (all zero: no offload).
-    pub vnet: &'a [u8; VNET_HDR_LEN],
-    /// The Ethernet frame.
-    pub frame: &'a [u8],
 }
 
 #[cfg(test)]

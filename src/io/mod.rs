@@ -35,11 +35,12 @@ mod packet;
 mod tap;
 mod udp;
 
-pub use batch::{MAX_FRAME_LEN, RxBatch, RxFrames, TxFrame, VNET_HDR_LEN};
+pub use batch::{MAX_FRAME_LEN, RxBatch, RxFrames, VNET_HDR_LEN};
 pub use error::PortError;
 pub use packet::{PacketPort, PacketStats, PortOptions};
 pub use tap::{TapOffloads, TapPort};
 pub use udp::{UdpDatagrams, UdpOptions, UdpPort, UdpRxBatch, UdpSendError, UdpSendPool};
+pub use wire::VnetFrame;
 
 use std::io;
 use std::os::fd::AsRawFd;
@@ -61,7 +62,7 @@ pub trait FramePort: AsRawFd {
     /// and the rest still sent; when the socket is full the call stops early. The
     /// caller counts `frames.len() - sent` as drops. `Err` only when nothing went out
     /// because the port itself failed (e.g. the link is down).
-    fn send_frames(&self, frames: &[TxFrame<'_>]) -> io::Result<usize>;
+    fn send_frames(&self, frames: &[VnetFrame<'_>]) -> io::Result<usize>;
 }
 
 /// How a failed send of one frame affects the rest of a batch.

@@ -38,7 +38,7 @@ use mio::{Interest, Registry, Token};
 use socket2::{Domain, Protocol, Socket, Type};
 
 use super::batch::SLOT_LEN;
-use super::{FramePort, PortError, RxBatch, SendFailure, TxFrame, classify_send_error};
+use super::{FramePort, PortError, RxBatch, SendFailure, VnetFrame, classify_send_error};
 use crate::sys;
 
 /// Socket buffer sizes for a frame port.
@@ -168,7 +168,7 @@ impl FramePort for PacketPort {
         }
     }
 
-    fn send_frames(&self, frames: &[TxFrame<'_>]) -> io::Result<usize> {
+    fn send_frames(&self, frames: &[VnetFrame<'_>]) -> io::Result<usize> {
         let fd = self.socket.as_fd();
         let mut sent = 0;
         let mut next = 0;

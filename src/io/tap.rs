@@ -26,7 +26,7 @@ use mio::{Interest, Registry, Token};
 
 use super::batch::SLOT_LEN;
 use super::{
-    FramePort, PortError, RxBatch, SendFailure, TxFrame, VNET_HDR_LEN, classify_send_error,
+    FramePort, PortError, RxBatch, SendFailure, VNET_HDR_LEN, VnetFrame, classify_send_error,
 };
 use crate::sys;
 
@@ -197,7 +197,7 @@ impl FramePort for TapPort {
         }
     }
 
-    fn send_frames(&self, frames: &[TxFrame<'_>]) -> io::Result<usize> {
+    fn send_frames(&self, frames: &[VnetFrame<'_>]) -> io::Result<usize> {
         let mut sent = 0;
         for frame in frames {
             let iov = [IoSlice::new(frame.vnet), IoSlice::new(frame.frame)];

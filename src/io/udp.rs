@@ -371,6 +371,12 @@ impl UdpPort {
         self.inner.send(dest, payload, segment_size)
     }
 
+    /// Sends single datagrams (any sizes, any destinations) with `sendmmsg`, 64 per
+    /// syscall. `Err` says how many went out before the rest could not.
+    pub fn send_many(&self, msgs: &[(SocketAddr, &[u8])]) -> Result<(), UdpSendError> {
+        self.inner.send_many(msgs)
+    }
+
     /// Datagrams the kernel dropped on this socket before weft read them, since it was
     /// bound (receive buffer full; rarely a bad checksum). Cumulative, never reset.
     pub fn kernel_drops(&self) -> io::Result<u32> {
@@ -567,7 +573,18 @@ impl UdpSendPool {
         payload: &[u8],
         segment_size: usize,
     ) -> Result<(), UdpSendError> {
-        match self.pick(flow_hash) {
+        self.send_from(self.socket_for(flow_hash), dest, payload, segment_size)
+    }
+
+    /// [`Self::send`] from socket `socket` (the core picks it by flow hash itself).
+    pub fn send_from(
+        &self,
+        socket: usize,
+        dest: SocketAddr,
+        payload: &[u8],
+        segment_size: usize,
+    ) -> Result<(), UdpSendError> {
+        match self.sockets.get(socket) {
             Some(socket) => socket.send(dest, payload, segment_size),
             None => Err(UdpSendError {
                 sent: 0,
@@ -576,10 +593,10 @@ impl UdpSendPool {
         }
     }
 
-    /// The socket `flow_hash` maps to, for [`Self::send_many`].
+    /// The socket `flow_hash` maps to ([`tunnel::spread`]: the one mapping the data
+    /// plane's core uses too).
     pub fn socket_for(&self, flow_hash: u32) -> usize {
-        let index = (u64::from(flow_hash) * self.sockets.len() as u64) >> 32;
-        usize::try_from(index).unwrap_or(0)
+        tunnel::spread(flow_hash, self.sockets.len())
     }
 
     /// Sends single datagrams (any sizes, any destinations) from socket `socket` with

@@ -78,7 +78,7 @@ impl UpdateBridge {
         };
         self.reported.insert(peer, conn);
         self.deliver(MeshUpdate::PeerConnected {
-            name: peer.octets(),
+            name: peer,
             nickname: neighbour.nickname.as_str().to_string(),
             addr,
             vxlan_port: neighbour.vxlan_port,
@@ -98,9 +98,7 @@ impl UpdateBridge {
         self.reported.remove(&peer);
         // Another established connection to the peer sends its own PeerConnected.
         if !mesh.is_connected(peer) {
-            self.deliver(MeshUpdate::PeerDisconnected {
-                name: peer.octets(),
-            });
+            self.deliver(MeshUpdate::PeerDisconnected { name: peer });
         }
     }
 
@@ -115,7 +113,7 @@ impl UpdateBridge {
             .map(|r| r.nickname.as_str().to_string())
             .unwrap_or_default();
         self.deliver(MeshUpdate::PeerKnown {
-            name: peer.octets(),
+            name: peer,
             nickname,
         });
     }
@@ -123,9 +121,7 @@ impl UpdateBridge {
     /// A peer left the mesh.
     pub(super) fn peer_removed(&mut self, peer: PeerName) {
         if peer != self.me {
-            self.deliver(MeshUpdate::PeerRemoved {
-                name: peer.octets(),
-            });
+            self.deliver(MeshUpdate::PeerRemoved { name: peer });
         }
     }
 
@@ -140,7 +136,7 @@ impl UpdateBridge {
             .map(|(_, e)| e.to_vec())
             .unwrap_or_default();
         self.deliver(MeshUpdate::Endpoints {
-            name: peer.octets(),
+            name: peer,
             endpoints,
         });
     }

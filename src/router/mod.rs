@@ -33,12 +33,6 @@ use networks::{DEFAULT_NETWORK, Networks};
 
 /// The default network's VNI when `launch --vni` is not given.
 pub const DEFAULT_VNI: u32 = 1;
-/// Bytes VXLAN over IPv4 adds to an Ethernet frame on the underlay (IPv4 20, UDP 8,
-/// VXLAN 8, inner Ethernet 14): overlay MTU = underlay MTU − this.
-pub const VXLAN_OVERHEAD: u32 = 50;
-/// Bytes the encrypted tunnel adds on an IPv4 underlay (outer IPv4 and UDP, clear header,
-/// frame header, tag, inner Ethernet).
-pub const TUNNEL_OVERHEAD: u32 = tunnel::crypto::datagram::TUNNEL_OVERHEAD as u32;
 /// Interface-name prefix of every link weft creates in the router's namespace.
 pub const LINK_PREFIX: &str = "wf";
 
@@ -111,14 +105,13 @@ impl Router {
         let underlay_mtu = detect_underlay_mtu().unwrap_or(1500);
         // With a password every untrusted peer is reached through the encrypted tunnel,
         // so containers get the MTU that fits it; without one, VXLAN's.
-        let overhead = if psk.is_some() {
-            TUNNEL_OVERHEAD
-        } else {
-            VXLAN_OVERHEAD
-        };
-        let overlay_mtu = args
-            .mtu
-            .unwrap_or_else(|| underlay_mtu.saturating_sub(overhead).max(576));
+        let mtu = tunnel::PathMtus::new(
+            tunnel::Underlay::V4,
+            underlay_mtu as usize,
+            psk.is_some(),
+            args.mtu.map(|m| m as usize),
+        );
+        let overlay_mtu = u32::try_from(mtu.overlay).unwrap_or(u32::MAX);
         let config = RouterConfig {
             name,
             nickname,
@@ -173,13 +166,11 @@ impl Router {
         };
         let dataplane = Dataplane::start(DataplaneConfig {
             vxlan_bind: SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), args.vxlan_port),
-            vxlan_port: args.vxlan_port,
-            overlay_mtu,
-            local_name: name.0,
+            mtu,
+            local_name: mesh::PeerName(name.0),
             udp,
             send_sockets: 16,
             tunnel_bind: SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), args.tunnel_port),
-            underlay_mtu,
             password_set: psk.is_some(),
             trusted_subnets: args.trusted_subnets.clone(),
         })
@@ -304,7 +295,7 @@ impl Router {
         self.dataplane()?.add_network(NetworkDef {
             id: entry.id,
             name: name.to_string(),
-            vni,
+            vni: tunnel::Vni::new(vni).context("VNI out of range")?,
         })?;
         Ok(entry)
     }

@@ -11,7 +11,7 @@ use std::ptr;
 
 use socket2::SockAddr;
 
-use crate::io::TxFrame;
+use wire::VnetFrame;
 
 /// Most messages handed to one `recvmmsg`/`sendmmsg` call.
 pub(crate) const MAX_BATCH: usize = 64;
@@ -88,7 +88,7 @@ pub(crate) fn recv_into_slots(
 /// Sends up to `MAX_BATCH` frames, each as one message of two iovecs (vnet header,
 /// frame), on a bound socket without blocking. Returns how many messages the kernel
 /// took; an error means the first message failed.
-pub(crate) fn send_frames(fd: BorrowedFd<'_>, frames: &[TxFrame<'_>]) -> io::Result<usize> {
+pub(crate) fn send_frames(fd: BorrowedFd<'_>, frames: &[VnetFrame<'_>]) -> io::Result<usize> {
     let mut iovecs = [EMPTY_IOVEC; 2 * MAX_BATCH];
     let mut headers = zeroed_headers();
     let mut count = 0;

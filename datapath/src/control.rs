@@ -1,99 +1,38 @@
-//! The data plane's state besides the receive buffers: the switch, ports, peers, tunnel
-//! sockets, routes; and the control operations on them (ports, networks, peers, mesh
-//! updates, remote endpoints).
+//! The control operations on the core: networks, local ports, command-line peers, mesh
+//! updates and remote endpoints. None of them runs per frame.
 
-use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
 use std::time::Instant;
 
-use foldhash::fast::FixedState;
 use learning::{NetworkId, PortId};
-use switch::{PortKind, Switch};
+use mesh::PeerName;
+use switch::PortKind;
 use tunnel::crypto::datagram::FramePacker;
-use tunnel::crypto::session::{SessionConfig, TunnelSession};
-use tunnel::path::PathPolicy;
-use tunnel::{PathMonitor, PathMonitorConfig, PmtuGuard};
+use tunnel::crypto::session::{SessionConfig, TunnelKeys, TunnelSession};
+use tunnel::{PathMonitor, PathMonitorConfig, Vni};
 
-use super::peers::{Name, Peers, Tunnel};
-use super::ports::{PortTable, RemoteSlot, Slot};
-use super::vxlan_out::VxlanQueue;
-use super::{KnownEndpoint, MeshUpdate, NetworkDef};
-use crate::io::{UdpPort, UdpSendPool};
+use crate::boundary::{KnownEndpoint, LocalPortDef, MeshUpdate, NetworkDef};
+use crate::core::State;
+use crate::peers::Tunnel;
+use crate::ports::{LocalSlot, PortCounters, RemoteSlot, Slot};
 
-/// Named counters of the data plane itself (the cores count their own).
-#[derive(Debug, Default)]
-pub(super) struct EngineCounters {
-    pub(super) named: BTreeMap<(&'static str, &'static str), u64>,
+/// Frames one local port may have pending in a batch before they are sent.
+const PENDING_CAPACITY: usize = 64;
+
+/// What a mesh peer's control connection brought, for [`State::peer_connected`].
+struct Connected<'a> {
+    name: PeerName,
+    nickname: String,
+    addr: IpAddr,
+    vxlan_port: u16,
+    tunnel_port: u16,
+    keys: &'a TunnelKeys,
+    local_index: u32,
+    remote_index: u32,
 }
 
-impl EngineCounters {
-    /// Counts one event `group.name` (drops use the group "drop").
-    pub(super) fn bump(&mut self, group: &'static str, name: &'static str) {
-        *self.named.entry((group, name)).or_insert(0) += 1;
-    }
-}
-
-/// Everything the per-frame path touches besides the receive buffers.
-pub(super) struct Core {
-    pub(super) switch: Switch,
-    pub(super) ports: PortTable,
-    pub(super) peers: Peers,
-    pub(super) networks: HashMap<NetworkId, NetworkDef, FixedState>,
-    pub(super) by_vni: HashMap<u32, NetworkId, FixedState>,
-    pub(super) send_pool: UdpSendPool,
-    /// The tunnel socket: receives on 6784 and sends from it (a stable source port keeps
-    /// NAT and firewall state simple).
-    pub(super) tunnel_sock: UdpPort,
-    pub(super) routes: Option<Arc<mesh::RouteTable>>,
-    pub(super) pmtu: PmtuGuard,
-    pub(super) egress: Vec<PortId>,
-    pub(super) reply: Vec<u8>,
-    pub(super) icmp: Vec<u8>,
-    pub(super) seg: Vec<u8>,
-    /// (frame address, frame length, VNI) of what `seg` holds as VXLAN datagrams, so a
-    /// flood to several peers segments a super-frame once.
-    pub(super) seg_key: Option<(usize, usize, u32)>,
-    pub(super) seg_stride: usize,
-    pub(super) hb: Vec<u8>,
-    /// Scratch for building tunnel datagrams.
-    pub(super) tun: Vec<u8>,
-    /// Scratch for opening a received tunnel datagram in place.
-    pub(super) rx_tun: Vec<u8>,
-    /// Ports with frames pending in the current batch.
-    pub(super) dirty: Vec<PortId>,
-    /// Peers whose tunnel packer holds frames (sealed and sent by `flush_peers`).
-    pub(super) tun_dirty: Vec<usize>,
-    /// Single VXLAN datagrams of the current batch (sent by `flush_peers`).
-    pub(super) vxlan_out: VxlanQueue,
-    /// The longest tunnel datagram the path carries: small frames are packed up to it.
-    pub(super) tunnel_datagram_max: usize,
-    pub(super) counters: EngineCounters,
-    /// IP MTU of the VXLAN path (the overlay MTU containers get).
-    pub(super) overlay_mtu: usize,
-    /// IP MTU of the encrypted path.
-    pub(super) tunnel_mtu: usize,
-    pub(super) local_name: Name,
-    pub(super) password_set: bool,
-    pub(super) trusted_subnets: Vec<ipnet::IpNet>,
-    pub(super) gso: bool,
-    /// Set when a frame changed what the periodic work acts on (a heartbeat came in: a
-    /// pong is owed, a path may have come up), so the loop runs it now rather than at the
-    /// next deadline; the loop otherwise skips it between deadlines.
-    pub(super) timers_now: bool,
-}
-
-impl Core {
-    /// The path policy for a peer at `ip` (None: only reachable through relays).
-    pub(super) fn policy_for(&self, ip: Option<IpAddr>) -> PathPolicy {
-        match ip {
-            Some(ip) => PathPolicy::for_peer(self.password_set, ip, &self.trusted_subnets),
-            None if self.password_set => PathPolicy::EncryptedOnly,
-            None => PathPolicy::for_peer(false, IpAddr::from([0, 0, 0, 0]), &[]),
-        }
-    }
-
-    pub(super) fn add_network(&mut self, net: NetworkDef) {
+impl State {
+    pub(crate) fn add_network(&mut self, net: NetworkDef) {
         self.by_vni.insert(net.vni, net.id);
         let id = net.id;
         self.networks.insert(id, net);
@@ -103,7 +42,7 @@ impl Core {
         }
     }
 
-    pub(super) fn remove_network(&mut self, id: NetworkId) {
+    pub(crate) fn remove_network(&mut self, id: NetworkId) {
         if let Some(net) = self.networks.remove(&id) {
             self.by_vni.remove(&net.vni);
         }
@@ -116,6 +55,33 @@ impl Core {
         for port in gone {
             self.switch.remove_port(port);
             self.ports.remove(port);
+        }
+    }
+
+    pub(crate) fn add_local_port(&mut self, port: LocalPortDef, now: Instant) -> PortId {
+        let LocalPortDef {
+            name,
+            kind,
+            network,
+            endpoint,
+        } = port;
+        let id = self.ports.insert(Slot::Local(LocalSlot {
+            name,
+            kind,
+            network,
+            endpoint: None,
+            counters: PortCounters::default(),
+            pending: Vec::with_capacity(PENDING_CAPACITY),
+        }));
+        self.switch.add_port(id, network, PortKind::Local);
+        self.set_endpoint(id, endpoint, now);
+        id
+    }
+
+    pub(crate) fn remove_local_port(&mut self, id: PortId) {
+        if self.ports.local(id).is_some() {
+            self.switch.remove_port(id);
+            self.ports.remove(id);
         }
     }
 
@@ -145,18 +111,22 @@ impl Core {
         }
     }
 
-    /// Forgets a peer entry and everything learned through it.
-    fn drop_peer(&mut self, pi: usize) {
-        if let Some(peer) = self.peers.remove_index(pi) {
-            for (_, port) in peer.ports {
-                self.switch.remove_port(port);
-                self.ports.remove(port);
-            }
+    /// Removes the remote ports of a peer entry that is gone.
+    fn remove_ports_of(&mut self, peer: crate::peers::Peer) {
+        for (_, port) in peer.ports {
+            self.switch.remove_port(port);
+            self.ports.remove(port);
         }
     }
 
-    /// A peer named on the command line (or `weft connect`): VXLAN to its address.
-    pub(super) fn add_static_peer(&mut self, addr: SocketAddr, now: Instant) {
+    /// Forgets a peer entry and everything learned through it.
+    fn drop_peer(&mut self, pi: usize) {
+        if let Some(peer) = self.peers.remove_index(pi) {
+            self.remove_ports_of(peer);
+        }
+    }
+
+    pub(crate) fn add_static_peer(&mut self, addr: SocketAddr, now: Instant) {
         let policy = self.policy_for(Some(addr.ip()));
         let (pi, new) = self
             .peers
@@ -170,7 +140,7 @@ impl Core {
         }
     }
 
-    pub(super) fn remove_static_peer(&mut self, addr: SocketAddr) {
+    pub(crate) fn remove_static_peer(&mut self, addr: SocketAddr) {
         let Some(pi) = self.peers.index_of_ip(addr.ip()) else {
             return;
         };
@@ -187,7 +157,7 @@ impl Core {
         }
     }
 
-    pub(super) fn set_endpoint(&mut self, id: PortId, ep: Option<KnownEndpoint>, now: Instant) {
+    pub(crate) fn set_endpoint(&mut self, id: PortId, ep: Option<KnownEndpoint>, now: Instant) {
         let Some(slot) = self.ports.local_mut(id) else {
             return;
         };
@@ -202,8 +172,7 @@ impl Core {
         }
     }
 
-    /// Applies what the mesh says.
-    pub(super) fn mesh_update(&mut self, update: MeshUpdate, now: Instant) {
+    pub(crate) fn mesh_update(&mut self, update: MeshUpdate, now: Instant) {
         match update {
             MeshUpdate::PeerKnown { name, nickname } => {
                 let policy = self.policy_for(None);
@@ -226,19 +195,19 @@ impl Core {
                 keys,
                 local_index,
                 remote_index,
-            } => {
-                self.peer_connected(
+            } => self.peer_connected(
+                Connected {
                     name,
                     nickname,
                     addr,
                     vxlan_port,
                     tunnel_port,
-                    &keys,
+                    keys: &keys,
                     local_index,
                     remote_index,
-                    now,
-                );
-            }
+                },
+                now,
+            ),
             MeshUpdate::PeerDisconnected { name } => {
                 if let Some(pi) = self.peers.index_of_name(&name) {
                     if let Some(p) = self.peers.get_mut(pi) {
@@ -246,7 +215,7 @@ impl Core {
                         p.tunnel = None;
                     }
                     self.peers.clear_session_index(pi);
-                    tracing::info!(peer = %wire::Mac(name), "control connection closed");
+                    tracing::info!(peer = %name, "control connection closed");
                 }
             }
             MeshUpdate::PeerRemoved { name } => {
@@ -260,11 +229,12 @@ impl Core {
                             p.tunnel = None;
                             withdrawn = std::mem::take(&mut p.endpoints);
                         }
+                        self.peers.clear_session_index(pi);
                         self.withdraw_endpoints(pi, &withdrawn, now);
                     } else {
                         self.drop_peer(pi);
                     }
-                    tracing::info!(peer = %wire::Mac(name), "peer left the mesh");
+                    tracing::info!(peer = %name, "peer left the mesh");
                 }
             }
             MeshUpdate::Routes(routes) => {
@@ -272,29 +242,17 @@ impl Core {
                 self.refresh_selectors(now);
             }
             MeshUpdate::Endpoints { name, endpoints } => {
-                self.remote_endpoints(name, &endpoints, now)
+                self.remote_endpoints(name, &endpoints, now);
             }
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn peer_connected(
-        &mut self,
-        name: Name,
-        nickname: String,
-        addr: IpAddr,
-        vxlan_port: u16,
-        tunnel_port: u16,
-        keys: &tunnel::crypto::session::TunnelKeys,
-        local_index: u32,
-        remote_index: u32,
-        now: Instant,
-    ) {
+    fn peer_connected(&mut self, c: Connected<'_>, now: Instant) {
         // One entry per router: merge the entry known by address (command line) with the
         // one known by name (gossip).
-        let vxlan_addr = SocketAddr::new(addr, vxlan_port);
-        let by_ip = self.peers.index_of_ip(addr);
-        let by_name = self.peers.index_of_name(&name);
+        let vxlan_addr = SocketAddr::new(c.addr, c.vxlan_port);
+        let by_ip = self.peers.index_of_ip(c.addr);
+        let by_name = self.peers.index_of_name(&c.name);
         let pi = match (by_ip, by_name) {
             (Some(i), Some(j)) if i != j => {
                 self.drop_peer(j);
@@ -303,29 +261,23 @@ impl Core {
             (Some(i), _) => i,
             (None, Some(j)) => j,
             (None, None) => {
-                let policy = self.policy_for(Some(addr));
+                let policy = self.policy_for(Some(c.addr));
                 self.peers
-                    .by_name_or_new(name, self.local_name, policy, now)
+                    .by_name_or_new(c.name, self.local_name, policy, now)
                     .0
             }
         };
-        if let Some(stale) = self.peers.set_name(pi, name) {
-            for (_, port) in stale.ports {
-                self.switch.remove_port(port);
-                self.ports.remove(port);
-            }
+        if let Some(stale) = self.peers.set_name(pi, c.name) {
+            self.remove_ports_of(stale);
         }
         if let Some(stale) = self.peers.set_addr(pi, vxlan_addr) {
-            for (_, port) in stale.ports {
-                self.switch.remove_port(port);
-                self.ports.remove(port);
-            }
+            self.remove_ports_of(stale);
         }
-        let policy = self.policy_for(Some(addr));
+        let policy = self.policy_for(Some(c.addr));
         let session = TunnelSession::new(
-            keys,
-            local_index,
-            remote_index,
+            c.keys,
+            c.local_index,
+            c.remote_index,
             SessionConfig::default(),
             now,
         );
@@ -333,36 +285,37 @@ impl Core {
         let Some(p) = self.peers.get_mut(pi) else {
             return;
         };
-        p.nickname = Some(nickname);
+        p.nickname = Some(c.nickname);
         p.connected = true;
         p.selector.set_policy(now, policy);
         match session {
             Ok(session) => {
                 p.tunnel = Some(Tunnel {
                     session,
-                    addr: SocketAddr::new(addr, tunnel_port),
-                    monitor: PathMonitor::new(local, PathMonitorConfig::default(), now),
+                    addr: SocketAddr::new(c.addr, c.tunnel_port),
+                    monitor: PathMonitor::new(local.0, PathMonitorConfig::default(), now),
                     packer: FramePacker::default(),
                 });
-                self.peers.set_session_index(pi, local_index);
+                self.peers.set_session_index(pi, c.local_index);
             }
             Err(e) => {
-                tracing::error!(peer = %wire::Mac(name), "cannot start the tunnel session: {e}")
+                tracing::error!(peer = %c.name, "cannot start the tunnel session: {e}");
             }
         }
         self.add_remote_ports(pi);
-        tracing::info!(peer = %wire::Mac(name), %addr, "peer connected");
+        tracing::info!(peer = %c.name, addr = %c.addr, "peer connected");
     }
 
     /// Replaces a peer's announced endpoints: pins their MACs to its ports and answers ARP
-    /// for their IPs, withdrawing the ones it no longer announces.
-    fn remote_endpoints(&mut self, name: Name, endpoints: &[mesh::Endpoint], now: Instant) {
+    /// for their IPs, withdrawing the ones it no longer announces. An endpoint whose VNI
+    /// does not fit 24 bits names no network here and is skipped.
+    fn remote_endpoints(&mut self, name: PeerName, endpoints: &[mesh::Endpoint], now: Instant) {
         let Some(pi) = self.peers.index_of_name(&name) else {
             return;
         };
         let mut fresh = Vec::new();
         for ep in endpoints {
-            let Some(&net) = self.by_vni.get(&ep.vni) else {
+            let Some(&net) = Vni::new(ep.vni).and_then(|v| self.by_vni.get(&v)) else {
                 continue;
             };
             let Some(port) = self.peers.get(pi).and_then(|p| p.ports.get(&net).copied()) else {

@@ -13,68 +13,57 @@ use std::time::Instant;
 
 use foldhash::fast::FixedState;
 use learning::{NetworkId, PortId};
+use mesh::PeerName;
 use tunnel::crypto::datagram::FramePacker;
 use tunnel::crypto::session::TunnelSession;
 use tunnel::path::{Path, PathPolicy, PathSelector, PathSelectorConfig};
 use tunnel::{PathMonitor, PathMonitorConfig, PathState};
 
-use crate::api::report::PeerReport;
-
-/// A peer name (the 6 bytes of `mesh::PeerName`).
-pub(crate) type Name = [u8; 6];
-
-/// Traffic counters of one peer.
-#[derive(Debug, Clone, Copy, Default)]
-pub(super) struct PeerCounters {
-    pub(super) tx_frames: u64,
-    pub(super) tx_bytes: u64,
-    pub(super) rx_frames: u64,
-    pub(super) rx_bytes: u64,
-}
+use crate::status::{PathWhy, PeerCounters, PeerStatus};
 
 /// The encrypted tunnel to a directly connected weft router.
 #[derive(Debug)]
-pub(super) struct Tunnel {
-    pub(super) session: TunnelSession,
-    pub(super) addr: SocketAddr,
-    pub(super) monitor: PathMonitor,
+pub(crate) struct Tunnel {
+    pub(crate) session: TunnelSession,
+    pub(crate) addr: SocketAddr,
+    pub(crate) monitor: PathMonitor,
     /// Small frames waiting to share one datagram until the current batch ends.
-    pub(super) packer: FramePacker,
+    pub(crate) packer: FramePacker,
 }
 
 /// One peer (see the module docs).
 #[derive(Debug)]
-pub(super) struct Peer {
-    pub(super) name: Option<Name>,
-    pub(super) nickname: Option<String>,
+pub(crate) struct Peer {
+    pub(crate) name: Option<PeerName>,
+    pub(crate) nickname: Option<String>,
     /// Its underlay address and VXLAN port, when a direct path is possible.
-    pub(super) vxlan_addr: Option<SocketAddr>,
+    pub(crate) vxlan_addr: Option<SocketAddr>,
     /// Named on the command line: VXLAN is used whatever the mesh says (a kernel VTEP has
     /// no mesh).
-    pub(super) is_static: bool,
+    pub(crate) is_static: bool,
     /// A mesh control connection to it is up.
-    pub(super) connected: bool,
-    pub(super) vxlan: PathMonitor,
-    pub(super) tunnel: Option<Tunnel>,
-    pub(super) selector: PathSelector,
+    pub(crate) connected: bool,
+    pub(crate) vxlan: PathMonitor,
+    pub(crate) tunnel: Option<Tunnel>,
+    pub(crate) selector: PathSelector,
     /// Its virtual port per network.
-    pub(super) ports: HashMap<NetworkId, PortId, FixedState>,
-    pub(super) counters: PeerCounters,
+    pub(crate) ports: HashMap<NetworkId, PortId, FixedState>,
+    pub(crate) counters: PeerCounters,
     /// Endpoints it announced, per network, so a new announcement can withdraw old ones.
-    pub(super) endpoints: Vec<(NetworkId, wire::Mac)>,
+    pub(crate) endpoints: Vec<(NetworkId, wire::Mac)>,
     /// The neighbour its frames are relayed through while it has no direct path.
-    pub(super) relay: Option<Name>,
+    pub(crate) relay: Option<PeerName>,
 }
 
 impl Peer {
-    fn new(local_name: Name, policy: PathPolicy, now: Instant) -> Self {
+    fn new(local_name: PeerName, policy: PathPolicy, now: Instant) -> Self {
         Self {
             name: None,
             nickname: None,
             vxlan_addr: None,
             is_static: false,
             connected: false,
-            vxlan: PathMonitor::new(local_name, PathMonitorConfig::default(), now),
+            vxlan: PathMonitor::new(local_name.0, PathMonitorConfig::default(), now),
             tunnel: None,
             selector: PathSelector::new(policy, PathSelectorConfig::default(), now),
             ports: HashMap::default(),
@@ -85,7 +74,7 @@ impl Peer {
     }
 
     /// The path frames to this peer take now.
-    pub(super) fn path(&self) -> Path {
+    pub(crate) fn path(&self) -> Path {
         if self.is_static && !self.connected {
             // A command-line peer without a mesh connection (a kernel VTEP, or a weft router
             // whose control connection is down): VXLAN is all it has — unless a password
@@ -101,20 +90,18 @@ impl Peer {
 
     /// Whether cleartext VXLAN may be exchanged with this peer at all (no password, or a
     /// trusted subnet). Otherwise VXLAN from it is dropped and none is sent to it.
-    pub(super) fn vxlan_allowed(&self) -> bool {
+    pub(crate) fn vxlan_allowed(&self) -> bool {
         matches!(self.selector.policy(), PathPolicy::CleartextAllowed(_))
     }
 
     /// Whether VXLAN can carry frames to this peer at all (it has an address, and
-    /// cleartext is allowed): only then is the path probed by heartbeats, and only then
-    /// may the loop wait on its monitor's deadline (an unprobed monitor's deadline stays
-    /// in the past, and waiting on it kept a password router's thread spinning).
-    pub(super) fn vxlan_usable(&self) -> bool {
+    /// cleartext is allowed): only then is the path probed by heartbeats.
+    pub(crate) fn vxlan_usable(&self) -> bool {
         self.vxlan_addr.is_some() && self.vxlan_allowed()
     }
 
     /// Whether neither direct path (VXLAN where allowed, the tunnel) works now.
-    pub(super) fn direct_paths_down(&self) -> bool {
+    pub(crate) fn direct_paths_down(&self) -> bool {
         let down = |s: PathState| matches!(s, PathState::Down { .. });
         let vxlan = !self.vxlan_usable() || down(self.vxlan.state());
         let tunnel = self.tunnel.as_ref().is_none_or(|t| down(t.monitor.state()));
@@ -122,7 +109,7 @@ impl Peer {
     }
 
     /// Feeds the monitors' verdicts to the selector.
-    pub(super) fn update_selector(&mut self, now: Instant, relay_route: bool) {
+    pub(crate) fn update_selector(&mut self, now: Instant, relay_route: bool) {
         let vxlan = if self.vxlan_addr.is_some() {
             self.vxlan.state()
         } else {
@@ -135,56 +122,34 @@ impl Peer {
         self.selector.handle_update(now, vxlan, tunnel, relay_route);
     }
 
-    /// Its line in `weft status`; `peers` names the relay of a relayed peer.
-    pub(super) fn report(&self, peers: &Peers) -> PeerReport {
-        let (heartbeat, rtt_us) = match self.vxlan.state() {
-            PathState::Up { rtt } => ("up", Some(rtt.as_micros() as u64)),
-            PathState::Down { .. } => ("down", None),
-            PathState::Unknown => ("unknown", None),
-        };
-        let choice = self.selector.choice();
-        let (path, reason) = if self.is_static && !self.connected && !self.vxlan_allowed() {
-            let reason = "password set and subnet not trusted: no cleartext; waiting for an authenticated mesh connection";
-            (self.path().name().to_string(), reason.to_string())
+    /// Its status; `peers` names the relay of a relayed peer.
+    pub(crate) fn status(&self, peers: &Peers) -> PeerStatus {
+        let why = if self.is_static && !self.connected && !self.vxlan_allowed() {
+            PathWhy::NoCleartext
         } else if self.is_static && !self.connected {
-            let reason = match self.vxlan.state() {
-                PathState::Up { .. } => "vxlan heartbeats answered (no mesh connection)",
-                PathState::Down { .. } if self.name.is_none() => {
-                    "no heartbeat answers (not a weft router, e.g. a kernel VTEP: sending anyway)"
-                }
-                PathState::Down { .. } => "vxlan heartbeats stopped (sending anyway)",
-                PathState::Unknown => "waiting for the first heartbeat answer",
-            };
-            (self.path().name().to_string(), reason.to_string())
-        } else {
-            let mut reason = choice.reason.to_string();
-            if choice.path == Path::Encrypted && !choice.authenticated {
-                reason.push_str("; unauthenticated keys: stops passive capture only");
+            PathWhy::StaticVxlan {
+                heartbeat: self.vxlan.state(),
+                named: self.name.is_some(),
             }
-            (choice.path.name().to_string(), reason)
+        } else {
+            PathWhy::Chosen(self.selector.choice())
         };
-        let relay = self.relay.filter(|_| self.path() == Path::Relayed);
-        let via_nickname = relay
+        let via = self.relay.filter(|_| self.path() == Path::Relayed);
+        let via_nickname = via
             .and_then(|r| peers.index_of_name(&r))
             .and_then(|i| peers.get(i))
             .and_then(|p| p.nickname.clone());
-        PeerReport {
-            address: self
-                .vxlan_addr
-                .map(|a| a.to_string())
-                .unwrap_or_else(|| "-".into()),
-            name: self.name.map(|n| wire::Mac(n).to_string()),
+        PeerStatus {
+            addr: self.vxlan_addr,
+            name: self.name,
             nickname: self.nickname.clone(),
-            path,
-            reason,
-            via: relay.map(|r| wire::Mac(r).to_string()),
+            path: self.path(),
+            why,
+            via,
             via_nickname,
-            heartbeat: heartbeat.into(),
-            rtt_us,
-            tx_frames: self.counters.tx_frames,
-            tx_bytes: self.counters.tx_bytes,
-            rx_frames: self.counters.rx_frames,
-            rx_bytes: self.counters.rx_bytes,
+            heartbeat: self.vxlan.state(),
+            tunnel_heartbeat: self.tunnel.as_ref().map(|t| t.monitor.state()),
+            counters: self.counters,
         }
     }
 }
@@ -192,10 +157,10 @@ impl Peer {
 /// All peers, found by index (ports refer to them), underlay IP (received VXLAN), name
 /// (mesh updates, tunnel frames) or tunnel session index (received tunnel datagrams).
 #[derive(Debug, Default)]
-pub(super) struct Peers {
+pub(crate) struct Peers {
     slots: Vec<Option<Peer>>,
     by_ip: HashMap<IpAddr, usize, FixedState>,
-    by_name: HashMap<Name, usize, FixedState>,
+    by_name: HashMap<PeerName, usize, FixedState>,
     by_session: HashMap<u32, usize, FixedState>,
 }
 
@@ -214,10 +179,10 @@ impl Peers {
     }
 
     /// The peer at this underlay IP, created if new; true when created.
-    pub(super) fn by_addr_or_new(
+    pub(crate) fn by_addr_or_new(
         &mut self,
         addr: SocketAddr,
-        local: Name,
+        local: PeerName,
         policy: PathPolicy,
         now: Instant,
     ) -> (usize, bool) {
@@ -232,10 +197,10 @@ impl Peers {
     }
 
     /// The peer with this name, created if new; true when created.
-    pub(super) fn by_name_or_new(
+    pub(crate) fn by_name_or_new(
         &mut self,
-        name: Name,
-        local: Name,
+        name: PeerName,
+        local: PeerName,
         policy: PathPolicy,
         now: Instant,
     ) -> (usize, bool) {
@@ -250,8 +215,8 @@ impl Peers {
     }
 
     /// Names peer `i` (merging the entries if another one already has the name: the
-    /// named one is dropped and its index returned so the caller can move its ports).
-    pub(super) fn set_name(&mut self, i: usize, name: Name) -> Option<Peer> {
+    /// named one is dropped and returned so the caller can remove its ports).
+    pub(crate) fn set_name(&mut self, i: usize, name: PeerName) -> Option<Peer> {
         let other = match self.by_name.get(&name) {
             Some(&j) if j != i => self.remove_index(j),
             _ => None,
@@ -266,8 +231,22 @@ impl Peers {
         other
     }
 
+    /// Learns the name of the peer at index `i` from its heartbeats (a command-line peer
+    /// that turns out to be a weft router), unless another entry has that name.
+    pub(crate) fn learn_name(&mut self, i: usize, name: PeerName) {
+        if self.by_name.contains_key(&name) {
+            return;
+        }
+        if let Some(p) = self.get_mut(i)
+            && p.name.is_none()
+        {
+            p.name = Some(name);
+            self.by_name.insert(name, i);
+        }
+    }
+
     /// Gives peer `i` an underlay address (a mesh peer that connected directly).
-    pub(super) fn set_addr(&mut self, i: usize, addr: SocketAddr) -> Option<Peer> {
+    pub(crate) fn set_addr(&mut self, i: usize, addr: SocketAddr) -> Option<Peer> {
         let other = match self.by_ip.get(&addr.ip()) {
             Some(&j) if j != i => self.remove_index(j),
             _ => None,
@@ -283,18 +262,18 @@ impl Peers {
     }
 
     /// Registers the tunnel session index datagrams to us from peer `i` carry.
-    pub(super) fn set_session_index(&mut self, i: usize, index: u32) {
+    pub(crate) fn set_session_index(&mut self, i: usize, index: u32) {
         self.clear_session_index(i);
         self.by_session.insert(index, i);
     }
 
     /// Forgets peer `i`'s tunnel session index (its control connection closed).
-    pub(super) fn clear_session_index(&mut self, i: usize) {
+    pub(crate) fn clear_session_index(&mut self, i: usize) {
         self.by_session.retain(|_, &mut j| j != i);
     }
 
     /// Removes peer `i` and every index pointing at it.
-    pub(super) fn remove_index(&mut self, i: usize) -> Option<Peer> {
+    pub(crate) fn remove_index(&mut self, i: usize) -> Option<Peer> {
         let peer = self.slots.get_mut(i)?.take()?;
         self.by_ip.retain(|_, &mut j| j != i);
         self.by_name.retain(|_, &mut j| j != i);
@@ -302,39 +281,39 @@ impl Peers {
         Some(peer)
     }
 
-    pub(super) fn index_of_ip(&self, ip: IpAddr) -> Option<usize> {
+    pub(crate) fn index_of_ip(&self, ip: IpAddr) -> Option<usize> {
         self.by_ip.get(&ip).copied()
     }
 
-    pub(super) fn index_of_name(&self, name: &Name) -> Option<usize> {
+    pub(crate) fn index_of_name(&self, name: &PeerName) -> Option<usize> {
         self.by_name.get(name).copied()
     }
 
-    pub(super) fn index_of_session(&self, index: u32) -> Option<usize> {
+    pub(crate) fn index_of_session(&self, index: u32) -> Option<usize> {
         self.by_session.get(&index).copied()
     }
 
-    pub(super) fn get(&self, i: usize) -> Option<&Peer> {
+    pub(crate) fn get(&self, i: usize) -> Option<&Peer> {
         self.slots.get(i)?.as_ref()
     }
 
-    pub(super) fn get_mut(&mut self, i: usize) -> Option<&mut Peer> {
+    pub(crate) fn get_mut(&mut self, i: usize) -> Option<&mut Peer> {
         self.slots.get_mut(i)?.as_mut()
     }
 
     /// Every slot index, for walks that need the whole table between steps.
-    pub(super) fn indices(&self) -> std::ops::Range<usize> {
+    pub(crate) fn indices(&self) -> std::ops::Range<usize> {
         0..self.slots.len()
     }
 
-    pub(super) fn iter(&self) -> impl Iterator<Item = (usize, &Peer)> {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (usize, &Peer)> {
         self.slots
             .iter()
             .enumerate()
             .filter_map(|(i, p)| p.as_ref().map(|p| (i, p)))
     }
 
-    pub(super) fn iter_mut(&mut self) -> impl Iterator<Item = (usize, &mut Peer)> {
+    pub(crate) fn iter_mut(&mut self) -> impl Iterator<Item = (usize, &mut Peer)> {
         self.slots
             .iter_mut()
             .enumerate()

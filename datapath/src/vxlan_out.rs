@@ -1,14 +1,16 @@
 //! The single VXLAN datagrams of one receive batch, queued and sent together with one
-//! `sendmmsg` per source socket when the batch ends: small frames (ACKs, small UDP, ARP)
-//! cost a share of a syscall rather than one each. VXLAN carries one frame per datagram,
-//! so this is the VXLAN path's counterpart of the tunnel's frame packing.
+//! transmit (`sendmmsg`) per source socket when the batch ends: small frames (ACKs, small
+//! UDP, ARP) cost a share of a syscall rather than one each. VXLAN carries one frame per
+//! datagram, so this is the VXLAN path's counterpart of the tunnel's frame packing.
 
 use std::net::SocketAddr;
 
-use crate::io::UdpSendPool;
-use crate::sys::mmsg::MAX_BATCH;
+use crate::transmit::{Sink, Transmit, UdpSource};
 
-/// One queued datagram: `buf[start..start + len]`, for `dest` from pool socket `socket`,
+/// Most datagrams one batched transmit carries (the shell's `sendmmsg` batch).
+pub(crate) const MAX_BATCH: usize = 64;
+
+/// One queued datagram: `buf[start..start + len]`, for `dest` from send socket `socket`,
 /// sent on behalf of peer index `peer`.
 #[derive(Debug, Clone, Copy)]
 struct Queued {
@@ -21,23 +23,23 @@ struct Queued {
 
 /// What one flush did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub(super) struct Flushed {
-    /// Datagrams that went out in a `sendmmsg` together with at least one other.
-    pub(super) batched: usize,
+pub(crate) struct Flushed {
+    /// Datagrams that went out in a transmit together with at least one other.
+    pub(crate) batched: usize,
     /// Datagrams the kernel refused (socket buffer full, no route...).
-    pub(super) lost: usize,
+    pub(crate) lost: usize,
 }
 
 /// Datagrams waiting for the end of the batch, back to back in one reused buffer.
 #[derive(Debug)]
-pub(super) struct VxlanQueue {
+pub(crate) struct VxlanQueue {
     buf: Vec<u8>,
     msgs: Vec<Queued>,
 }
 
 impl VxlanQueue {
     /// An empty queue with room for a full receive batch of MTU-sized datagrams.
-    pub(super) fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self {
             buf: Vec::with_capacity(MAX_BATCH * 1600),
             msgs: Vec::with_capacity(MAX_BATCH),
@@ -45,12 +47,13 @@ impl VxlanQueue {
     }
 
     /// Whether nothing waits.
-    pub(super) fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.msgs.is_empty()
     }
 
-    /// Queues one datagram (copied).
-    pub(super) fn push(&mut self, socket: usize, dest: SocketAddr, peer: usize, datagram: &[u8]) {
+    /// Queues one datagram (copied out of the segmentation scratch, which the next frame
+    /// reuses).
+    pub(crate) fn push(&mut self, socket: usize, dest: SocketAddr, peer: usize, datagram: &[u8]) {
         let start = self.buf.len();
         self.buf.extend_from_slice(datagram);
         self.msgs.push(Queued {
@@ -65,9 +68,9 @@ impl VxlanQueue {
     /// Sends everything queued, socket by socket and in queue order within a socket (a
     /// flow always maps to one socket, so its datagrams keep their order), and empties
     /// the queue. `on_sent(peer, len)` runs for every datagram the kernel took.
-    pub(super) fn flush(
+    pub(crate) fn flush(
         &mut self,
-        pool: &UdpSendPool,
+        out: &mut dyn Sink,
         mut on_sent: impl FnMut(usize, usize),
     ) -> Flushed {
         let mut done = Flushed::default();
@@ -85,13 +88,12 @@ impl VxlanQueue {
                     })
                     .collect();
                 let socket = chunk.first().map_or(0, |m| m.socket);
-                let sent = match pool.send_many(socket, &msgs) {
-                    Ok(()) => chunk.len(),
-                    Err(e) => {
-                        tracing::trace!("VXLAN batch send failed: {e}");
-                        e.sent.min(chunk.len())
-                    }
-                };
+                let sent = out
+                    .transmit(Transmit::UdpBatch {
+                        from: UdpSource::Vxlan(socket),
+                        datagrams: &msgs,
+                    })
+                    .min(chunk.len());
                 for m in chunk.iter().take(sent) {
                     on_sent(m.peer, m.len);
                 }
