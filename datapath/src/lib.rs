@@ -27,6 +27,8 @@
 //!   driven ([`Core::handle_timeout`]), so the wait cannot include a machine nothing
 //!   drives (the idle password router that spun a core).
 //!
+//! [`sim`] runs several cores over a simulated underlay (links that drop, block a UDP
+//! port, delay and reorder) and simulated containers, deterministically.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -42,6 +44,7 @@ mod local;
 mod peers;
 mod ports;
 mod relay;
+pub mod sim;
 mod status;
 mod timers;
 mod transmit;
