@@ -2,8 +2,8 @@
 //!
 //! The `weft` binary is a thin `main` over this library, so the end-to-end tests, the
 //! benches and the lab drive the same code. The pure cores live in their own crates
-//! (`wire`, `learning`, `switch`, `tunnel`, `mesh`); this crate holds everything that
-//! touches the operating system, and the wiring between the cores.
+//! (`wire`, `learning`, `switch`, `tunnel`, `mesh`, `datapath`); this crate holds
+//! everything that touches the operating system, and the wiring between the cores.
 
 pub mod api;
 pub mod cli;

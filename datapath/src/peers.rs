@@ -232,16 +232,14 @@ impl Peers {
     }
 
     /// Learns the name of the peer at index `i` from its heartbeats (a command-line peer
-    /// that turns out to be a weft router), unless another entry has that name.
+    /// that turns out to be a weft router). It is found by that name too unless the mesh
+    /// already made an entry for it, which its `PeerConnected` merges with this one.
     pub(crate) fn learn_name(&mut self, i: usize, name: PeerName) {
-        if self.by_name.contains_key(&name) {
-            return;
-        }
         if let Some(p) = self.get_mut(i)
             && p.name.is_none()
         {
             p.name = Some(name);
-            self.by_name.insert(name, i);
+            self.by_name.entry(name).or_insert(i);
         }
     }
 

@@ -481,3 +481,63 @@ fn the_simulation_is_deterministic() {
     };
     assert_eq!(run(), run());
 }
+
+#[test]
+fn a_router_known_by_address_and_by_name_is_one_peer() {
+    let mut sim = Sim::new(16, 4, &SimConfig::default());
+    for r in 0..4 {
+        sim.add_host(r, mac(r, 0), ip(r, 0));
+    }
+    // 3 is named on 0's command line but never answers (as a kernel VTEP would not:
+    // 3 does not know 0, so it drops 0's VXLAN).
+    sim.add_static_peer(0, 3);
+    // 0 learns of 1 by gossip (through 2) before anyone names 1 on a command line.
+    sim.connect(0, 2);
+    sim.connect(1, 2);
+    sim.publish_routes();
+    sim.add_static_peer(0, 1);
+    sim.add_static_peer(1, 0);
+    sim.run_for(SETTLE);
+    let status = sim.status(0);
+    let three = status
+        .peers
+        .iter()
+        .find(|p| p.addr == Some(sim.vxlan_addr(3)))
+        .expect("peer 3");
+    assert_eq!(three.name, None, "no heartbeat ever named it");
+    assert!(matches!(three.heartbeat, tunnel::PathState::Down { .. }));
+    assert!(matches!(
+        three.why,
+        datapath::PathWhy::StaticVxlan { named: false, .. }
+    ));
+    assert_eq!(three.path, Path::Vxlan, "sending anyway");
+    let by_address = status
+        .peers
+        .iter()
+        .find(|p| p.addr == Some(sim.vxlan_addr(1)))
+        .expect("peer 1 by address");
+    assert_eq!(
+        by_address.name,
+        Some(sim.router(1).name),
+        "its heartbeats named it"
+    );
+
+    // The control connection comes up: the entry known by address and the one known by
+    // name become one, with both.
+    sim.connect(0, 1);
+    sim.publish_routes();
+    sim.publish_endpoints();
+    sim.run_for(SETTLE);
+    let status = sim.status(0);
+    let ones: Vec<_> = status
+        .peers
+        .iter()
+        .filter(|p| p.name == Some(sim.router(1).name))
+        .collect();
+    assert_eq!(ones.len(), 1, "{ones:?}");
+    assert_eq!(ones[0].addr, Some(sim.vxlan_addr(1)));
+    assert_eq!(ones[0].path, Path::Vxlan);
+    assert_eq!(status.peers.len(), 3);
+    one_frame(&mut sim, 0, 1, 1);
+    one_frame(&mut sim, 1, 0, 2);
+}
