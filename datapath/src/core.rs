@@ -21,7 +21,7 @@ use crate::peers::Peers;
 use crate::ports::PortTable;
 use crate::status::Status;
 use crate::timers::Deadline;
-use crate::transmit::{Sink, UdpSource};
+use crate::transmit::{RxSocket, Sink};
 use crate::vxlan_out::VxlanQueue;
 
 /// The data plane's decisions for one router (see the crate docs).
@@ -293,12 +293,11 @@ impl Core {
         }
     }
 
-    /// Records the kernel's cumulative receive-buffer drops of a tunnel socket
-    /// (`UdpSource::Vxlan(_)` stands for the VXLAN receive socket).
-    pub fn set_socket_drops(&mut self, socket: UdpSource, total: u64) {
+    /// Records the kernel's cumulative receive-buffer drops of a receiving socket.
+    pub fn set_socket_drops(&mut self, socket: RxSocket, total: u64) {
         let reason = match socket {
-            UdpSource::Vxlan(_) => OwnDrop::VxlanSocketOverflow,
-            UdpSource::Tunnel => OwnDrop::TunnelSocketOverflow,
+            RxSocket::Vxlan => OwnDrop::VxlanSocketOverflow,
+            RxSocket::Tunnel => OwnDrop::TunnelSocketOverflow,
         };
         self.st.drops.set(reason, total);
     }

@@ -58,4 +58,4 @@ pub use drops::{Counter, Counters, DropCounters, DropReason, OwnDrop};
 pub use events::{DirectPath, Event};
 pub use ports::PortCounters;
 pub use status::{PathWhy, PeerCounters, PeerStatus, PortStatus, Status, TableSizes};
-pub use transmit::{Sink, Transmit, UdpSource};
+pub use transmit::{RxSocket, Sink, Transmit, UdpSource};

@@ -22,6 +22,15 @@ pub enum UdpSource {
     Tunnel,
 }
 
+/// A socket datagrams arrive on (the shell reads the kernel's drop count of each).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RxSocket {
+    /// The VXLAN socket (UDP 4789).
+    Vxlan,
+    /// The tunnel socket (UDP 6784).
+    Tunnel,
+}
+
 /// One send.
 #[derive(Debug, Clone, Copy)]
 pub enum Transmit<'a> {

@@ -2,7 +2,7 @@
 //! handed to the core's counters: each veth's packet-socket drops and each TAP's device
 //! drops (per port), the tunnel sockets' receive-buffer drops.
 
-use datapath::{Core, UdpSource};
+use datapath::{Core, RxSocket};
 
 use super::PortHandle;
 use super::sockets::Sockets;
@@ -31,10 +31,7 @@ pub(super) fn fold_kernel_drops(
             core.add_port_kernel_drops(id, n);
         }
     }
-    for (socket, sock) in [
-        (UdpSource::Vxlan(0), vxlan),
-        (UdpSource::Tunnel, &io.tunnel),
-    ] {
+    for (socket, sock) in [(RxSocket::Vxlan, vxlan), (RxSocket::Tunnel, &io.tunnel)] {
         match sock.kernel_drops() {
             Ok(n) => core.set_socket_drops(socket, u64::from(n)),
             Err(e) => tracing::debug!("cannot read the drop count of {socket:?}: {e}"),
