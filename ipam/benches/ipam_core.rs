@@ -1,0 +1,3 @@
+//! Benchmarks of the IPAM core (filled in with the node).
+
+fn main() {}
