@@ -39,7 +39,7 @@ mod tag {
 const NAME: usize = 6;
 const NET: usize = 5;
 const DIGEST_ENTRY: usize = NAME + 4 + 8;
-const RECORD_MIN: usize = NAME + 4 + 8 + NET + 1 + 1 + 2 + 4 + 4 + 4 + 1;
+const RECORD_MIN: usize = NAME + 4 + 8 + NET + 1 + 1 + 2 + 4 + 4 + 4;
 
 /// Why bytes are not a valid IPAM message. All but [`DecodeError::UnknownTag`] mean the
 /// neighbour is broken or hostile: drop the message (counted) and the connection.
@@ -196,6 +196,16 @@ impl Message {
             });
         }
         Ok(msg)
+    }
+}
+
+/// Appends a `Records` message made of borrowed records (the node's push path: no clones).
+pub fn encode_records(records: &[&PeerRecord], out: &mut Vec<u8>) {
+    out.push(tag::RECORDS);
+    let n = records.len().min(u32::MAX as usize);
+    put_u32(out, n as u32);
+    for r in records.iter().take(n) {
+        put_record(out, r, true);
     }
 }
 
@@ -905,6 +915,7 @@ mod tests {
                 version: u64::MAX,
             }]),
             Message::Records(vec![]),
+            Message::Records(vec![PeerRecord::new(name(3), net("10.32.0.0/12"))]),
             Message::Records(vec![PeerRecord::new(name(2), net("10.32.0.0/12")), full]),
             Message::SyncDone,
         ]

@@ -49,6 +49,11 @@ pub enum WaitingFor {
         /// Its owner.
         owner: PeerName,
     },
+    /// No record we hold owns the address yet (our view is still filling in).
+    Owner {
+        /// The address.
+        addr: Ipv4Addr,
+    },
     /// The address is in the space of a removed peer whose takeover is not complete.
     Takeover {
         /// The address.
@@ -98,6 +103,7 @@ impl fmt::Display for WaitingFor {
             Self::Grant { addr, owner } => {
                 write!(f, "asking peer {owner}, which owns {addr}, to grant it")
             }
+            Self::Owner { addr } => write!(f, "waiting to learn which peer owns {addr}"),
             Self::Takeover {
                 addr,
                 removed,

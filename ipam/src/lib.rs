@@ -35,6 +35,7 @@ pub mod message;
 mod node;
 pub mod persist;
 pub mod record;
+pub mod sim;
 pub mod status;
 
 pub use addr_set::{AddrRange, AddrSet};

@@ -30,6 +30,10 @@ pub struct PersistedState {
     pub gift_seq: u64,
     /// The next space request / claim seq.
     pub request_seq: u64,
+    /// Whether we have ever held another member's record (then a restart waits for the
+    /// first exchange of records before allocating new addresses).
+    #[serde(default)]
+    pub seen_others: bool,
 }
 
 /// Others' records as last seen (the shell may write it lazily; see
