@@ -205,6 +205,14 @@ impl Sim {
         self.nodes.get(id.0).and_then(|n| n.ipam.as_ref())
     }
 
+    /// The `(epoch, version)` of node `id`'s last persisted record.
+    pub fn persisted_stamp(&self, id: NodeId) -> Option<crate::record::Stamp> {
+        self.nodes
+            .get(id.0)
+            .and_then(|n| n.persisted.as_ref())
+            .map(|p| p.record.stamp())
+    }
+
     /// Whether the node runs.
     pub fn is_alive(&self, id: NodeId) -> bool {
         self.node(id).is_some()
