@@ -168,7 +168,7 @@ pub enum AllocError {
         subnet: Ipv4Net,
     },
     /// A local handle holds the address.
-    #[error("{addr} is in use by {handle} on this host")]
+    #[error("{addr} is already allocated to {handle} on this host")]
     InUseByHandle {
         /// The address.
         addr: Ipv4Addr,

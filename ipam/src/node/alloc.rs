@@ -348,10 +348,7 @@ impl Ipam {
         }
         if let Some(owner) = self.owner_of(a) {
             if owner.used.contains(a) && !self.used_for_us(owner, ip) {
-                return Err(AllocError::InUseByPeer {
-                    addr: ip,
-                    peer: owner.peer,
-                });
+                return Err(refusal(owner, ip));
             }
             if !self.is_reachable(owner.peer) {
                 return Err(AllocError::OwnerUnreachable {
@@ -590,13 +587,16 @@ impl Ipam {
                 self.persist_dirty = true;
                 self.complete(id, addr);
             }
-            Some((owner, false)) => self.fail_pending(
-                id,
-                AllocError::InUseByPeer {
-                    addr: ip,
-                    peer: owner,
-                },
-            ),
+            Some((owner, false)) => {
+                let error = self.records.get(&owner).map_or(
+                    AllocError::InUseByPeer {
+                        addr: ip,
+                        peer: owner,
+                    },
+                    |r| refusal(r, ip),
+                );
+                self.fail_pending(id, error);
+            }
             None => {
                 let waiting = self.claim_waiting(ip);
                 self.set_waiting(id, waiting);
@@ -685,5 +685,19 @@ impl Ipam {
             return Err(AllocError::SubnetExhausted { subnet });
         }
         Ok(WaitingFor::Donors { subnet, owners })
+    }
+}
+
+/// Why `owner` holds `ip`: kept for a removed peer's containers, or in use there.
+fn refusal(owner: &PeerRecord, ip: Ipv4Addr) -> AllocError {
+    match owner.reserved.iter().find(|r| r.addrs.contains(ip.into())) {
+        Some(r) => AllocError::ReservedForRemoved {
+            addr: ip,
+            removed: r.peer,
+        },
+        None => AllocError::InUseByPeer {
+            addr: ip,
+            peer: owner.peer,
+        },
     }
 }

@@ -24,6 +24,8 @@ mod gossip;
 mod paxos;
 mod report;
 mod takeover;
+#[cfg(test)]
+mod tests;
 mod view;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
