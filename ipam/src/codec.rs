@@ -921,6 +921,21 @@ mod tests {
         ]
     }
 
+    /// Writes one file per message to `$IPAM_FUZZ_SEEDS` (a seed corpus for
+    /// `fuzz/fuzz_targets/ipam_message.rs`): `IPAM_FUZZ_SEEDS=fuzz/corpus/ipam_message
+    /// cargo test -p ipam --lib dump_fuzz_seeds -- --ignored`.
+    #[test]
+    #[ignore = "writes files; run by hand to seed the fuzzer"]
+    fn dump_fuzz_seeds() {
+        let Ok(dir) = std::env::var("IPAM_FUZZ_SEEDS") else {
+            return;
+        };
+        std::fs::create_dir_all(&dir).unwrap();
+        for (i, m) in all_messages().iter().enumerate() {
+            std::fs::write(format!("{dir}/seed-{i}"), m.to_bytes()).unwrap();
+        }
+    }
+
     #[test]
     fn every_message_round_trips() {
         for m in all_messages() {

@@ -61,6 +61,10 @@ pub struct IpamTimers {
     /// Interval of the digest exchange with each neighbour (anti-entropy; a lost message
     /// is repaired within it).
     pub anti_entropy: Duration,
+    /// How long a peer must have been unreachable before we ack its removal: what it
+    /// sent just before dying (flushed by its kernel) may arrive after the mesh reports
+    /// it unreachable, and the ack must cover it.
+    pub ack_grace: Duration,
 }
 
 impl Default for IpamTimers {
@@ -70,6 +74,7 @@ impl Default for IpamTimers {
             proposer_retry: Duration::from_secs(2),
             request_retry: Duration::from_secs(3),
             anti_entropy: Duration::from_secs(60),
+            ack_grace: Duration::from_secs(2),
         }
     }
 }

@@ -119,6 +119,9 @@ struct InFlight {
     from: usize,
     to: usize,
     generation: u64,
+    /// Sent by a node that died since: its kernel still delivers it (late, after the
+    /// mesh may already report the sender unreachable).
+    flush: bool,
     bytes: Vec<u8>,
 }
 
@@ -322,27 +325,12 @@ impl Sim {
         if node.ipam.take().is_none() {
             return;
         }
-        // Its sockets are flushed: everything it sent arrives, in order, now.
-        let mut flushed: Vec<InFlight> = Vec::new();
-        let mut rest = Vec::new();
-        for m in self.in_flight.drain(..) {
+        // Its sockets are flushed: what it sent still arrives, in order, when due;
+        // what was sent to it is lost.
+        self.in_flight.retain(|m| m.to != id.0);
+        for m in &mut self.in_flight {
             if m.from == id.0 {
-                flushed.push(m);
-            } else if m.to != id.0 {
-                rest.push(m);
-            }
-        }
-        self.in_flight = rest;
-        flushed.sort_by_key(|m| (m.at, m.seq));
-        for m in flushed {
-            if self
-                .generation
-                .get(&key(m.from, m.to))
-                .copied()
-                .unwrap_or(0)
-                == m.generation
-            {
-                self.deliver(m.from, m.to, &m.bytes);
+                m.flush = true;
             }
         }
         self.update_links();
@@ -667,6 +655,7 @@ impl Sim {
                 from: i,
                 to,
                 generation: self.generation.get(&k).copied().unwrap_or(0),
+                flush: false,
                 bytes: t.bytes,
             });
         }

@@ -210,6 +210,10 @@ pub struct Ipam {
     answered: BTreeMap<PeerName, u64>,
     neighbours: BTreeMap<PeerName, Neighbour>,
     reachable: BTreeSet<PeerName>,
+    /// When each peer we hold a record of was last seen becoming unreachable.
+    unreachable_since: BTreeMap<PeerName, Instant>,
+    /// When an ack waiting for [`crate::IpamTimers::ack_grace`] becomes due.
+    ack_wakeup: Option<Instant>,
     /// False after a restart in a ring with other members, until the first SyncDone.
     synced: bool,
     paxos_timer: Option<PaxosTimer>,
@@ -296,6 +300,8 @@ impl Ipam {
             answered: BTreeMap::new(),
             neighbours: BTreeMap::new(),
             reachable: BTreeSet::new(),
+            unreachable_since: BTreeMap::new(),
+            ack_wakeup: None,
             synced: true,
             paxos_timer: None,
             removed_by: None,
@@ -401,7 +407,12 @@ impl Ipam {
         let asks = self.asks.values().filter_map(|a| a.retry_at);
         let paxos = self.paxos_timer.map(|t| t.at);
         let digests = self.neighbours.values().map(|n| n.next_digest);
-        pending.chain(asks).chain(paxos).chain(digests).min()
+        pending
+            .chain(asks)
+            .chain(paxos)
+            .chain(digests)
+            .chain(self.ack_wakeup)
+            .min()
     }
 
     /// Runs what is due at `now`: deadlines, consensus retries, request retries,
@@ -479,6 +490,8 @@ impl Ipam {
     /// Applies every duty until nothing changes, then publishes our record once.
     fn settle(&mut self, now: Instant) {
         const MAX_PASSES: usize = 32;
+        self.ack_wakeup = None;
+        self.note_reachability(now);
         for _ in 0..MAX_PASSES {
             let before = self.edits;
             if self.index_dirty {
@@ -488,7 +501,7 @@ impl Ipam {
             self.learn_ring(now);
             self.paxos_step(now);
             self.adopt_gifts();
-            self.takeover_step();
+            self.takeover_step(now);
             self.answer_claims();
             self.answer_requests();
             self.clean_up_own_lists();
@@ -503,6 +516,18 @@ impl Ipam {
             self.me.version += 1;
             self.persist_dirty = true;
             self.queue_own_record();
+        }
+    }
+
+    /// Starts the unreachability clock of peers that just became unreachable.
+    fn note_reachability(&mut self, now: Instant) {
+        let peers: Vec<PeerName> = self.records.keys().copied().collect();
+        for p in peers {
+            if self.is_reachable(p) {
+                self.unreachable_since.remove(&p);
+            } else {
+                self.unreachable_since.entry(p).or_insert(now);
+            }
         }
     }
 

@@ -53,7 +53,9 @@ impl Ipam {
         let epoch = rec.epoch;
         let key = Tombstone { peer, epoch };
         if self.winner(peer, epoch).is_none() && !self.me.tombstones.contains(&key) {
-            if self.me.tombstones.len() >= limits::MAX_PEERS {
+            if self.me.tombstones.len() >= limits::MAX_PEERS
+                || self.me.inherited.len() >= limits::MAX_PEERS
+            {
                 return Err(RmpeerError::Limit {
                     max: limits::MAX_PEERS,
                 });
@@ -147,7 +149,7 @@ impl Ipam {
 
     /// Acks, takeovers we win, repairs after a takeover, and garbage collection of
     /// finished ones.
-    pub(super) fn takeover_step(&mut self) {
+    pub(super) fn takeover_step(&mut self, now: Instant) {
         if self.index_dirty {
             self.rebuild_index();
         }
@@ -180,9 +182,9 @@ impl Ipam {
                 continue;
             }
             if heir == self.cfg.name {
-                self.try_take_over(peer, epoch);
+                self.try_take_over(now, peer, epoch);
             } else {
-                self.write_ack(peer, epoch, heir);
+                self.write_ack(now, peer, epoch, heir);
             }
         }
         self.prune_retired();
@@ -196,13 +198,26 @@ impl Ipam {
             .map(|r| r.version)
     }
 
-    /// Whether X no longer writes epoch `epoch`: unreachable, or moved past it.
-    fn quiet(&self, peer: PeerName, epoch: u32) -> bool {
-        !self.is_reachable(peer) || self.epoch_of(peer).is_some_and(|e| e > epoch)
+    /// Whether X no longer writes epoch `epoch`: it moved past it, or it has been
+    /// unreachable for the ack grace (what it sent before dying has arrived by then).
+    fn quiet(&mut self, now: Instant, peer: PeerName, epoch: u32) -> bool {
+        if self.epoch_of(peer).is_some_and(|e| e > epoch) {
+            return true;
+        }
+        if self.is_reachable(peer) {
+            return false;
+        }
+        let since = *self.unreachable_since.entry(peer).or_insert(now);
+        let due = since + self.cfg.timers.ack_grace;
+        if due <= now {
+            return true;
+        }
+        self.ack_wakeup = Some(self.ack_wakeup.map_or(due, |w| w.min(due)));
+        false
     }
 
-    fn write_ack(&mut self, peer: PeerName, epoch: u32, heir: PeerName) {
-        if self.is_removed(self.cfg.name) || !self.quiet(peer, epoch) {
+    fn write_ack(&mut self, now: Instant, peer: PeerName, epoch: u32, heir: PeerName) {
+        if self.is_removed(self.cfg.name) || !self.quiet(now, peer, epoch) {
             return;
         }
         let ack = Ack {
@@ -231,8 +246,11 @@ impl Ipam {
         }
     }
 
-    fn try_take_over(&mut self, peer: PeerName, epoch: u32) {
-        if !self.synced || !self.quiet(peer, epoch) || !self.missing_acks(peer, epoch).is_empty() {
+    fn try_take_over(&mut self, now: Instant, peer: PeerName, epoch: u32) {
+        if !self.synced
+            || !self.missing_acks(peer, epoch).is_empty()
+            || !self.quiet(now, peer, epoch)
+        {
             return;
         }
         let Some(ours) = self.seen_version(peer, epoch) else {
@@ -367,10 +385,39 @@ impl Ipam {
             return;
         }
         let version = x.version;
+        // Space it gave away after the version we used belongs to the recipient: give
+        // it up where we have not used it.
+        let me = self.cfg.name;
+        let given = AddrSet::from_unsorted(
+            x.giving
+                .iter()
+                .filter(|g| g.to != me)
+                .filter(|g| {
+                    !self
+                        .me
+                        .inherited
+                        .iter()
+                        .any(|i| i.peer == g.to && i.epoch == g.to_epoch)
+                })
+                .map(|g| g.block)
+                .collect(),
+        )
+        .intersect(&self.me.owned);
+        let given_used = given.intersect(&self.me.used);
         let newly = x.used.intersect(&self.me.owned);
         let clash = newly.intersect(&self.me.used);
         let fresh = newly.subtract(&self.me.used);
         self.me.inherited[i].version = version;
+        self.me.owned = self.me.owned.subtract(&given.subtract(&given_used));
+        for r in given_used.ranges() {
+            self.events.push_back(Event::Conflict {
+                handle: None,
+                addr: r.start.into(),
+                holder: format!(
+                    "removed peer {peer} had given this space away before its removal, and we allocated from it"
+                ),
+            });
+        }
         if !fresh.is_empty() {
             self.me.used = self.me.used.union(&fresh);
             match self

@@ -126,11 +126,14 @@ impl Ipam {
     /// A removed, not yet taken over peer whose space holds `addr`: `(removed, heir)`.
     pub(super) fn removed_owner_of(&self, addr: u32) -> Option<(PeerName, PeerName)> {
         let ring = self.me.ring.as_ref();
-        self.records.values().find_map(|r| {
-            let heir = self.winner(r.peer, r.epoch)?;
-            let taken = self.index.inherited.contains_key(&(r.peer, r.epoch));
-            (!taken && owns(r, ring, self.cfg.range, addr)).then_some((r.peer, heir))
-        })
+        self.records
+            .values()
+            .flat_map(|r| std::iter::once(r).chain(r.retired.iter()))
+            .find_map(|r| {
+                let heir = self.winner(r.peer, r.epoch)?;
+                let taken = self.index.inherited.contains_key(&(r.peer, r.epoch));
+                (!taken && owns(r, ring, self.cfg.range, addr)).then_some((r.peer, heir))
+            })
     }
 
     /// A gift in transit holding `addr`: its recipient.
