@@ -19,7 +19,7 @@
 //!   spaces disjoint, nothing owned twice or in transit twice, and, once a ring exists,
 //!   owned + in transit + awaiting an heir = the range.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use std::fmt;
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
@@ -112,7 +112,7 @@ struct SimNode {
     bytes_sent: u64,
 }
 
-#[derive(Debug)]
+#[derive(Debug, PartialEq, Eq)]
 struct InFlight {
     at: Instant,
     seq: u64,
@@ -123,6 +123,18 @@ struct InFlight {
     /// mesh may already report the sender unreachable).
     flush: bool,
     bytes: Vec<u8>,
+}
+
+impl Ord for InFlight {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (other.at, other.seq).cmp(&(self.at, self.seq))
+    }
+}
+
+impl PartialOrd for InFlight {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
 }
 
 /// The simulated network (see the module contract).
@@ -140,7 +152,13 @@ pub struct Sim {
     generation: BTreeMap<(usize, usize), u64>,
     /// Last scheduled arrival per directed link (keeps each link in order).
     last_arrival: BTreeMap<(usize, usize), Instant>,
-    in_flight: Vec<InFlight>,
+    /// Messages on the wire, earliest first (a min-heap by arrival, then send order).
+    in_flight: BinaryHeap<InFlight>,
+    /// Each node's next timer, indexed for the event loop.
+    timers: BTreeSet<(Instant, usize)>,
+    timer_of: Vec<Option<Instant>>,
+    /// The peers each node was last told it can reach.
+    reach_of: Vec<Vec<usize>>,
     seq: u64,
     bytes_sent: u64,
     messages_sent: u64,
@@ -169,7 +187,10 @@ impl Sim {
             reset_until: BTreeMap::new(),
             generation: BTreeMap::new(),
             last_arrival: BTreeMap::new(),
-            in_flight: Vec::new(),
+            in_flight: BinaryHeap::new(),
+            timers: BTreeSet::new(),
+            timer_of: Vec::new(),
+            reach_of: Vec::new(),
             seq: 0,
             bytes_sent: 0,
             messages_sent: 0,
@@ -198,9 +219,11 @@ impl Sim {
 
     /// The node by peer name.
     pub fn id_of(&self, name: PeerName) -> Option<NodeId> {
-        (0..self.nodes.len())
-            .find(|i| node_name(*i) == name)
-            .map(NodeId)
+        let [two, a, b, c, d, zero] = name.0;
+        let i = usize::try_from(u32::from_be_bytes([a, b, c, d]))
+            .ok()?
+            .checked_sub(1)?;
+        (two == 2 && zero == 0 && i < self.nodes.len()).then_some(NodeId(i))
     }
 
     /// The running node, if alive.
@@ -276,6 +299,8 @@ impl Sim {
             events: Vec::new(),
             bytes_sent: 0,
         });
+        self.timer_of.push(None);
+        self.reach_of.push(Vec::new());
         self.drain(i);
         Ok(NodeId(i))
     }
@@ -287,6 +312,16 @@ impl Sim {
             self.links.insert(key(a.0, b.0));
             self.update_links();
         }
+    }
+
+    /// Links many pairs at once (one reachability update).
+    pub fn link_many(&mut self, pairs: &[(NodeId, NodeId)]) {
+        for &(a, b) in pairs {
+            if a != b {
+                self.links.insert(key(a.0, b.0));
+            }
+        }
+        self.update_links();
     }
 
     /// Links every pair of nodes.
@@ -327,12 +362,16 @@ impl Sim {
         }
         // Its sockets are flushed: what it sent still arrives, in order, when due;
         // what was sent to it is lost.
-        self.in_flight.retain(|m| m.to != id.0);
-        for m in &mut self.in_flight {
-            if m.from == id.0 {
-                m.flush = true;
-            }
-        }
+        let in_flight = std::mem::take(&mut self.in_flight);
+        self.in_flight = in_flight
+            .into_iter()
+            .filter(|m| m.to != id.0)
+            .map(|mut m| {
+                m.flush |= m.from == id.0;
+                m
+            })
+            .collect();
+        self.set_timer(id.0, None);
         self.update_links();
     }
 
@@ -353,6 +392,7 @@ impl Sim {
         )?;
         node.ipam = Some(ipam);
         node.up.clear();
+        self.reach_of[id.0].clear();
         self.drain(id.0);
         self.update_links();
         Ok(())
@@ -471,12 +511,8 @@ impl Sim {
     }
 
     fn next_event_time(&self) -> Option<Instant> {
-        let msg = self.in_flight.iter().map(|m| m.at).min();
-        let timers = self
-            .nodes
-            .iter()
-            .filter_map(|n| n.ipam.as_ref()?.poll_timeout())
-            .min();
+        let msg = self.in_flight.peek().map(|m| m.at);
+        let timers = self.timers.first().map(|(t, _)| *t);
         let resets = self.reset_until.values().copied().min();
         [msg, timers, resets].into_iter().flatten().min()
     }
@@ -488,35 +524,42 @@ impl Sim {
         if self.reset_until.len() != before {
             self.update_links();
         }
-        self.in_flight.sort_by_key(|m| (m.at, m.seq));
-        let due = self.in_flight.iter().take_while(|m| m.at <= now).count();
-        let batch: Vec<InFlight> = self.in_flight.drain(..due).collect();
-        for m in batch {
-            let current = self
-                .generation
-                .get(&key(m.from, m.to))
-                .copied()
-                .unwrap_or(0);
-            if current == m.generation && self.link_up(m.from, m.to) {
+        while self.in_flight.peek().is_some_and(|m| m.at <= now) {
+            let Some(m) = self.in_flight.pop() else { break };
+            let k = key(m.from, m.to);
+            let current = self.generation.get(&k).copied().unwrap_or(0);
+            let flushed = m.flush
+                && !self.cut.contains(&k)
+                && !self.reset_until.contains_key(&k)
+                && self.nodes.get(m.to).is_some_and(|n| n.ipam.is_some());
+            if flushed || (current == m.generation && self.link_up(m.from, m.to)) {
                 self.deliver(m.from, m.to, &m.bytes);
             }
         }
-        for i in 0..self.nodes.len() {
-            let due = self.nodes[i]
-                .ipam
-                .as_ref()
-                .and_then(Ipam::poll_timeout)
-                .is_some_and(|t| t <= now);
-            if due {
-                if let Some(ipam) = self.nodes[i].ipam.as_mut() {
-                    ipam.handle_timeout(now);
-                    debug_assert!(
-                        ipam.poll_timeout().is_none_or(|t| t > now),
-                        "poll_timeout in the past after handle_timeout"
-                    );
-                }
-                self.drain(i);
+        while let Some(&(at, i)) = self.timers.first() {
+            if at > now {
+                break;
             }
+            self.timers.remove(&(at, i));
+            self.timer_of[i] = None;
+            if let Some(ipam) = self.nodes[i].ipam.as_mut() {
+                ipam.handle_timeout(now);
+                debug_assert!(
+                    ipam.poll_timeout().is_none_or(|t| t > now),
+                    "poll_timeout in the past after handle_timeout"
+                );
+            }
+            self.drain(i);
+        }
+    }
+
+    fn set_timer(&mut self, i: usize, at: Option<Instant>) {
+        if let Some(old) = self.timer_of[i].take() {
+            self.timers.remove(&(old, i));
+        }
+        if let Some(at) = at {
+            self.timers.insert((at, i));
+            self.timer_of[i] = Some(at);
         }
     }
 
@@ -577,12 +620,23 @@ impl Sim {
                 }
             }
         }
+        let mut members: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+        for (j, c) in comp.iter().enumerate() {
+            if let Some(c) = c {
+                members.entry(*c).or_default().push(j);
+            }
+        }
         for i in 0..n {
-            let Some(c) = comp[i] else { continue };
-            let peers: Vec<PeerName> = (0..n)
-                .filter(|&j| j != i && comp[j] == Some(c))
-                .map(node_name)
-                .collect();
+            let Some(c) = comp[i] else {
+                self.reach_of[i].clear();
+                continue;
+            };
+            let reach: Vec<usize> = members[&c].iter().copied().filter(|&j| j != i).collect();
+            if reach == self.reach_of[i] {
+                continue;
+            }
+            let peers: Vec<PeerName> = reach.iter().map(|&j| node_name(j)).collect();
+            self.reach_of[i] = reach;
             if let Some(ipam) = self.nodes[i].ipam.as_mut() {
                 ipam.handle_reachable(now, &peers);
             }
@@ -624,6 +678,10 @@ impl Sim {
                 }
                 node.events.push(e);
             }
+        }
+        let next = self.nodes[i].ipam.as_ref().and_then(Ipam::poll_timeout);
+        if next != self.timer_of[i] {
+            self.set_timer(i, next);
         }
         for t in sends {
             let Some(to) = self.id_of(t.to).map(|n| n.0) else {

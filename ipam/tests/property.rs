@@ -317,7 +317,7 @@ fn run_case(
 
 proptest! {
     #![proptest_config(ProptestConfig {
-        cases: 48,
+        cases: 128,
         max_shrink_iters: 2000,
         ..ProptestConfig::default()
     })]
@@ -328,7 +328,7 @@ proptest! {
         n in 3usize..=20,
         setup in setup(),
         chords in proptest::collection::vec((any::<usize>(), any::<usize>()), 0..20),
-        ops in proptest::collection::vec(op(), 1..60),
+        ops in proptest::collection::vec(op(), 1..100),
     ) {
         if let Err(e) = run_case(seed, n, setup, &chords, &ops) {
             prop_assert!(false, "{}", e);

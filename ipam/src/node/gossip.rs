@@ -71,6 +71,7 @@ impl Ipam {
         n.queue.push_back(Out::Digest);
         self.neighbours.insert(peer, n);
         self.full_scan = true;
+        self.reach_dirty = true;
         self.settle(now);
     }
 
@@ -78,6 +79,7 @@ impl Ipam {
     pub fn handle_neighbour_down(&mut self, now: Instant, peer: PeerName) {
         if self.neighbours.remove(&peer).is_some() {
             self.full_scan = true;
+            self.reach_dirty = true;
             self.settle(now);
         }
     }
@@ -92,6 +94,7 @@ impl Ipam {
         if reachable != self.reachable {
             self.reachable = reachable;
             self.full_scan = true;
+            self.reach_dirty = true;
             self.settle(now);
         }
     }

@@ -212,6 +212,8 @@ pub struct Ipam {
     reachable: BTreeSet<PeerName>,
     /// When each peer we hold a record of was last seen becoming unreachable.
     unreachable_since: BTreeMap<PeerName, Instant>,
+    /// Reachability changed since the last settle.
+    reach_dirty: bool,
     /// When an ack waiting for [`crate::IpamTimers::ack_grace`] becomes due.
     ack_wakeup: Option<Instant>,
     /// False after a restart in a ring with other members, until the first SyncDone.
@@ -302,6 +304,7 @@ impl Ipam {
             reachable: BTreeSet::new(),
             unreachable_since: BTreeMap::new(),
             ack_wakeup: None,
+            reach_dirty: true,
             synced: true,
             paxos_timer: None,
             removed_by: None,
@@ -491,7 +494,9 @@ impl Ipam {
     fn settle(&mut self, now: Instant) {
         const MAX_PASSES: usize = 32;
         self.ack_wakeup = None;
-        self.note_reachability(now);
+        if std::mem::take(&mut self.reach_dirty) {
+            self.note_reachability(now);
+        }
         for _ in 0..MAX_PASSES {
             let before = self.edits;
             if self.index_dirty {
