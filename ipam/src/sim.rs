@@ -626,12 +626,12 @@ impl Sim {
                 members.entry(*c).or_default().push(j);
             }
         }
-        for i in 0..n {
-            let Some(c) = comp[i] else {
+        for (i, c) in comp.iter().enumerate() {
+            let Some(c) = c else {
                 self.reach_of[i].clear();
                 continue;
             };
-            let reach: Vec<usize> = members[&c].iter().copied().filter(|&j| j != i).collect();
+            let reach: Vec<usize> = members[c].iter().copied().filter(|&j| j != i).collect();
             if reach == self.reach_of[i] {
                 continue;
             }
