@@ -26,7 +26,7 @@ use crate::limits;
 use crate::message::{DigestEntry, Message};
 use crate::record::{
     Ack, Ballot, Claim, Gift, Grant, Inherited, NoSpace, PaxosState, PeerRecord, Reserved, RingId,
-    SpaceRequest, Tombstone, Vote,
+    RingTag, SpaceRequest, Tombstone, Vote,
 };
 
 mod tag {
@@ -313,7 +313,13 @@ fn put_record(out: &mut Vec<u8>, r: &PeerRecord, top: bool) {
     put_u32(out, r.epoch);
     put_u64(out, r.version);
     put_net(out, r.range);
-    put_opt_ring(out, r.ring.as_ref());
+    match r.ring {
+        None => out.push(0),
+        Some(tag) => {
+            out.push(1);
+            put_u64(out, tag.0);
+        }
+    }
     out.push(
         if r.observer { FLAG_OBSERVER } else { 0 } | if r.wants_ring { FLAG_WANTS_RING } else { 0 },
     );
@@ -633,7 +639,11 @@ impl<'a> Reader<'a> {
         let epoch = self.u32("record epoch")?;
         let version = self.u64("record version")?;
         let range = self.net("record range")?;
-        let ring = self.opt_ring("record ring")?;
+        let ring = if self.bool("record ring")? {
+            Some(RingTag(self.u64("record ring")?))
+        } else {
+            None
+        };
         let flags = self.u8("record flags")?;
         if flags & !(FLAG_OBSERVER | FLAG_WANTS_RING) != 0 {
             return Err(DecodeError::BadFlags {
@@ -812,7 +822,7 @@ mod tests {
         let mut r = PeerRecord::new(name(1), range);
         r.epoch = 2;
         r.version = 99;
-        r.ring = Some(ring.clone());
+        r.ring = Some(ring.tag());
         r.observer = true;
         r.wants_ring = true;
         r.electors = 3;
@@ -906,7 +916,7 @@ mod tests {
             },
             Message::Hello {
                 range: net("0.0.0.0/0"),
-                ring: full.ring.clone(),
+                ring: full.paxos.proposal.as_ref().map(|v| v.value.clone()),
             },
             Message::Digest(vec![]),
             Message::Digest(vec![DigestEntry {

@@ -49,6 +49,12 @@ pub enum WaitingFor {
         /// Its owner.
         owner: PeerName,
     },
+    /// Our records do not yet account for all of the subnet (an owner's record has not
+    /// reached us).
+    Records {
+        /// The subnet.
+        subnet: Ipv4Net,
+    },
     /// No record we hold owns the address yet (our view is still filling in).
     Owner {
         /// The address.
@@ -91,9 +97,9 @@ impl fmt::Display for WaitingFor {
             Self::Ring => f.write_str(
                 "waiting to learn the IP allocation ring from a peer (this peer does not vote)",
             ),
-            Self::FirstSync => f.write_str(
-                "waiting for the first exchange of IPAM records with a peer after a restart",
-            ),
+            Self::FirstSync => {
+                f.write_str("waiting for the first exchange of IPAM records with a peer")
+            }
             Self::Space { donor, subnet } => write!(f, "asking peer {donor} for space in {subnet}"),
             Self::Donors { subnet, owners } => write!(
                 f,
@@ -104,6 +110,12 @@ impl fmt::Display for WaitingFor {
                 write!(f, "asking peer {owner}, which owns {addr}, to grant it")
             }
             Self::Owner { addr } => write!(f, "waiting to learn which peer owns {addr}"),
+            Self::Records { subnet } => {
+                write!(
+                    f,
+                    "waiting for the IPAM records of the peers that own {subnet}"
+                )
+            }
             Self::Takeover {
                 addr,
                 removed,

@@ -12,7 +12,7 @@ use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
 
 use crate::handle::Handle;
-use crate::record::PeerRecord;
+use crate::record::{PeerRecord, RingId};
 
 /// The format version written; a newer file is refused rather than misread.
 pub const PERSIST_FORMAT: u32 = 1;
@@ -24,6 +24,9 @@ pub struct PersistedState {
     pub format: u32,
     /// Our record, exactly as gossiped.
     pub record: PeerRecord,
+    /// The ring (its fingerprint is in `record.ring`).
+    #[serde(default)]
+    pub ring: Option<RingId>,
     /// Which handle holds which addresses (in our space, or granted by another owner).
     pub handles: BTreeMap<Handle, Vec<Ipv4Net>>,
     /// The next gift seq (monotonic across epochs).

@@ -35,7 +35,37 @@ pub struct RingId {
     pub nonce: u64,
 }
 
+/// A ring's 64-bit fingerprint, carried in every record instead of the whole
+/// [`RingId`] (whose member list can be long): FNV-1a over the members' bytes and the
+/// nonce, stable across versions and platforms.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct RingTag(pub u64);
+
+impl fmt::Display for RingTag {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:016x}", self.0)
+    }
+}
+
+impl fmt::Debug for RingTag {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
 impl RingId {
+    /// The fingerprint records carry.
+    pub fn tag(&self) -> RingTag {
+        const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+        const PRIME: u64 = 0x0000_0100_0000_01b3;
+        let bytes = self
+            .members
+            .iter()
+            .flat_map(|m| m.0)
+            .chain(self.nonce.to_be_bytes());
+        RingTag(bytes.fold(OFFSET, |h, b| (h ^ u64::from(b)).wrapping_mul(PRIME)))
+    }
+
     /// A ring from `members` (sorted and deduplicated here).
     pub fn new(mut members: Vec<PeerName>, nonce: u64) -> Self {
         members.sort_unstable();
@@ -240,8 +270,9 @@ pub struct PeerRecord {
     pub version: u64,
     /// The allocation range (a record with another range is refused).
     pub range: Ipv4Net,
-    /// The ring this peer belongs to (`None` until consensus decides or it learns one).
-    pub ring: Option<RingId>,
+    /// The fingerprint of the ring this peer belongs to (`None` until consensus decides
+    /// or it learns one); the ring itself travels in the hello.
+    pub ring: Option<RingTag>,
     /// Owns nothing by choice; never votes.
     pub observer: bool,
     /// An allocation here waits for a ring (makes electors start consensus).
@@ -411,13 +442,6 @@ impl PeerRecord {
         if !gifts.is_disjoint(&self.owned) || !gifts.is_subset(&whole) {
             return bad("gift overlaps owned space or leaves the range");
         }
-        if let Some(ring) = &self.ring
-            && (ring.members.is_empty()
-                || ring.members.len() > limits::MAX_PEERS
-                || ring.members.windows(2).any(|w| w[0] >= w[1]))
-        {
-            return bad("ring members not sorted and distinct");
-        }
         if self.giving.len() > limits::MAX_LIST
             || self.adopted.len() > limits::MAX_PEERS
             || self.space_requests.len() > limits::MAX_SPACE_REQUESTS
@@ -475,6 +499,21 @@ mod tests {
         let ring = RingId::new(vec![name(1)], 0);
         let full: Ipv4Net = "0.0.0.0/0".parse().unwrap();
         assert_eq!(ring.initial_share(full, name(1)).len(), 1 << 32);
+    }
+
+    #[test]
+    fn the_ring_tag_is_stable_and_tells_rings_apart() {
+        // Peers of different versions compare tags: this value must never change.
+        let ring = RingId::new(vec![name(2), name(1)], 0x1234);
+        assert_eq!(ring.tag(), RingTag(0x6d45_e778_de5d_e4ce), "{}", ring.tag());
+        assert_ne!(
+            RingId::new(vec![name(1)], 1).tag(),
+            RingId::new(vec![name(1)], 2).tag()
+        );
+        assert_ne!(
+            RingId::new(vec![name(1)], 0).tag(),
+            RingId::new(vec![name(2)], 0).tag()
+        );
     }
 
     #[test]

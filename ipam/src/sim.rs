@@ -756,7 +756,7 @@ impl Sim {
         }
         // 2. Ownership: disjoint; 3. nothing lost.
         let records: Vec<&PeerRecord> = states.iter().map(|(_, s)| &s.record).collect();
-        let ring: Option<RingId> = records.iter().find_map(|r| r.ring.clone());
+        let ring: Option<RingId> = states.iter().find_map(|(_, s)| s.ring.clone());
         let inherited: BTreeMap<(PeerName, u32), &PeerRecord> = records
             .iter()
             .flat_map(|r| {

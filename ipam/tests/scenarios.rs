@@ -350,3 +350,22 @@ fn rmpeer_on_two_survivors_at_once_then_allocation_within_five_seconds() {
     }
     s.check().unwrap();
 }
+
+#[test]
+fn the_ring_reaches_a_peer_through_one_that_learnt_it_late() {
+    let mut s = sim(12);
+    let a = s.add_node(InitMode::Consensus { electors: 1 }).unwrap();
+    let b = s.add_node(InitMode::Consensus { electors: 3 }).unwrap();
+    let c = s.add_node(InitMode::Consensus { electors: 3 }).unwrap();
+    s.link(b, c);
+    s.run_for(Duration::from_millis(200));
+    assert!(s.node(c).unwrap().ring().is_none());
+    s.link(a, b);
+    assert!(s.run_until(Duration::from_secs(2), |s| {
+        s.node(c).unwrap().ring().is_some()
+    }));
+    assert_eq!(s.node(c).unwrap().ring(), s.node(a).unwrap().ring());
+    let o = s.allocate(c, "x", None).unwrap();
+    answer(&mut s, c, o, Duration::from_secs(5)).unwrap();
+    s.check().unwrap();
+}

@@ -7,8 +7,9 @@ use std::time::Instant;
 
 use ipnet::Ipv4Net;
 
-use super::view::allocatable;
+use super::view::{allocatable, owned_of};
 use super::{Event, Ipam, Outcome, Pending, RequestId, Want};
+use crate::addr_set::AddrSet;
 use crate::error::{AllocError, WaitingFor};
 use crate::handle::Handle;
 use crate::limits;
@@ -682,7 +683,20 @@ impl Ipam {
             .collect();
         owners.extend(removed);
         if owners.is_empty() {
-            return Err(AllocError::SubnetExhausted { subnet });
+            // Exhausted only if our records account for all of the subnet; else some
+            // owner's record has not reached us yet.
+            let ring = self.ring.as_ref();
+            let known = self
+                .all_records()
+                .flat_map(|r| std::iter::once(r).chain(r.retired.iter()))
+                .fold(AddrSet::new(), |acc, r| {
+                    let gifts = AddrSet::from_unsorted(r.giving.iter().map(|g| g.block).collect());
+                    acc.union(&owned_of(r, ring, self.cfg.range)).union(&gifts)
+                });
+            if AddrSet::from_range(within).is_subset(&known) {
+                return Err(AllocError::SubnetExhausted { subnet });
+            }
+            return Ok(WaitingFor::Records { subnet });
         }
         Ok(WaitingFor::Donors { subnet, owners })
     }

@@ -171,7 +171,7 @@ impl Ipam {
                     n.queue.pop_front();
                     let m = Message::Hello {
                         range: self.cfg.range,
-                        ring: self.me.ring.clone(),
+                        ring: self.ring.clone(),
                     };
                     return Some(m.to_bytes());
                 }
@@ -246,7 +246,7 @@ impl Ipam {
     }
 
     fn ring_mismatch(&self, theirs: Option<&RingId>) -> Option<RefuseReason> {
-        match (&self.me.ring, theirs) {
+        match (&self.ring, theirs) {
             (Some(ours), Some(theirs)) if ours != theirs => Some(RefuseReason::RingMismatch {
                 ours: ours.clone(),
                 theirs: theirs.clone(),
@@ -277,7 +277,7 @@ impl Ipam {
         for (peer, reason) in foreign {
             self.refuse(peer, reason);
         }
-        let ours = self.me.ring.clone();
+        let ours = self.me.ring;
         let before = self.records.len();
         self.records
             .retain(|_, r| r.ring.is_none() || r.ring == ours);
@@ -326,16 +326,11 @@ impl Ipam {
         if record.peer == self.cfg.name {
             return self.merge_own_record(record);
         }
-        if from == Some(record.peer)
-            && let Some(n) = self.neighbours.get_mut(&record.peer)
+        if let (Some(ours), Some(theirs)) = (self.me.ring, record.ring)
+            && ours != theirs
         {
-            n.ring.clone_from(&record.ring);
-        }
-        if let Some(reason) = self.ring_mismatch(record.ring.as_ref()) {
+            // Another ring's record (the refusal itself comes with its writer's hello).
             self.dropped_records += 1;
-            if from == Some(record.peer) {
-                self.refuse(record.peer, reason);
-            }
             return false;
         }
         let old = self.records.get(&record.peer);
@@ -387,6 +382,24 @@ impl Ipam {
         self.mark();
         self.events.push_back(Event::OwnRecordRecovered { version });
         true
+    }
+
+    /// The ring a neighbour announced, to learn it from (any one: if two neighbours
+    /// announce different rings, the other is refused once we joined one).
+    pub(super) fn neighbour_ring(&self) -> Option<RingId> {
+        self.neighbours
+            .values()
+            .filter(|n| n.refused.is_none())
+            .find_map(|n| n.ring.clone())
+    }
+
+    /// Announces our (new) ring to every neighbour.
+    pub(super) fn queue_hello(&mut self) {
+        for n in self.neighbours.values_mut() {
+            if n.refused.is_none() {
+                n.queue.push_back(Out::Hello);
+            }
+        }
     }
 
     /// Queues our record (after a change) to every neighbour.

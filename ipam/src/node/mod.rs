@@ -196,6 +196,8 @@ pub struct Ipam {
     rng: ChaCha8Rng,
     /// Our record: authoritative for our space.
     me: PeerRecord,
+    /// The ring, once decided or learnt (`me.ring` holds its tag).
+    ring: Option<RingId>,
     /// Everyone else's latest record.
     records: BTreeMap<PeerName, PeerRecord>,
     handles: BTreeMap<Handle, Vec<Ipv4Net>>,
@@ -260,11 +262,12 @@ impl Ipam {
     ) -> Result<Self, ConfigError> {
         config.validate()?;
         let restarted = persisted.is_some();
-        let (me, handles, gift_seq, request_seq, seen_others) = match persisted {
+        let (me, ring, handles, gift_seq, request_seq, seen_others) = match persisted {
             Some(p) => {
                 check_persisted(&config, &p)?;
                 (
                     p.record,
+                    p.ring,
                     p.handles,
                     p.gift_seq,
                     p.request_seq,
@@ -273,23 +276,26 @@ impl Ipam {
             }
             None => {
                 let mut me = PeerRecord::new(config.name, config.range);
+                let mut ring = None;
                 match &config.init {
                     InitMode::Consensus { electors } => {
                         me.electors = u16::try_from(*electors).unwrap_or(u16::MAX);
                     }
                     InitMode::Seed(names) => {
-                        let ring = RingId::new(names.clone(), 0);
-                        me.owned = ring.initial_share(config.range, config.name);
-                        me.ring = Some(ring);
+                        let seeded = RingId::new(names.clone(), 0);
+                        me.owned = seeded.initial_share(config.range, config.name);
+                        me.ring = Some(seeded.tag());
+                        ring = Some(seeded);
                     }
                     InitMode::Observer => me.observer = true,
                 }
-                (me, BTreeMap::new(), 0, 0, false)
+                (me, ring, BTreeMap::new(), 0, 0, false)
             }
         };
         let mut ipam = Self {
             rng: ChaCha8Rng::seed_from_u64(seed),
             me,
+            ring,
             cfg: config,
             records: BTreeMap::new(),
             handles,
@@ -374,7 +380,7 @@ impl Ipam {
 
     /// The ring, once decided or learnt.
     pub fn ring(&self) -> Option<&RingId> {
-        self.me.ring.as_ref()
+        self.ring.as_ref()
     }
 
     /// Our own record as gossiped.
@@ -462,6 +468,7 @@ impl Ipam {
         PersistedState {
             format: PERSIST_FORMAT,
             record: self.me.clone(),
+            ring: self.ring.clone(),
             handles: self.handles.clone(),
             gift_seq: self.gift_seq,
             request_seq: self.request_seq,
@@ -541,7 +548,6 @@ impl Ipam {
         self.seen_others
             || !self.records.is_empty()
             || self
-                .me
                 .ring
                 .as_ref()
                 .is_some_and(|r| r.members.iter().any(|m| *m != self.cfg.name))
@@ -587,6 +593,11 @@ fn check_persisted(config: &IpamConfig, p: &PersistedState) -> Result<(), Config
     p.record
         .validate(config.range)
         .map_err(|e| ConfigError::PersistedInvalid(e.to_string()))?;
+    if p.record.ring != p.ring.as_ref().map(RingId::tag) {
+        return Err(ConfigError::PersistedInvalid(
+            "the saved ring does not match the record's ring fingerprint".into(),
+        ));
+    }
     for (handle, addrs) in &p.handles {
         if let Some(a) = addrs.iter().find(|a| !config.range.contains(&a.addr())) {
             return Err(ConfigError::PersistedInvalid(format!(

@@ -224,21 +224,21 @@ impl Ipam {
         if self.me.ring.is_some() {
             return;
         }
-        let learnt = self
-            .paxos_decided()
-            .or_else(|| self.records.values().find_map(|r| r.ring.clone()));
+        let learnt = self.paxos_decided().or_else(|| self.neighbour_ring());
         let Some(ring) = learnt else {
             return;
         };
         if self.me.epoch == 0 && self.me.owned.is_empty() && !self.me.observer {
             self.me.owned = ring.initial_share(self.cfg.range, self.cfg.name);
         }
-        self.me.ring = Some(ring.clone());
+        self.me.ring = Some(ring.tag());
+        self.ring = Some(ring.clone());
         self.me.wants_ring = false;
         self.paxos_timer = None;
         self.full_scan = true;
         self.mark();
         self.events.push_back(Event::RingDecided(ring));
         self.refuse_foreign_neighbours();
+        self.queue_hello();
     }
 }

@@ -106,7 +106,7 @@ impl Ipam {
             range_size,
             default_subnet: self.cfg.default_subnet,
             mode: self.cfg.init.to_string(),
-            ring: self.me.ring.clone(),
+            ring: self.ring.clone(),
             state: self.state(),
             peers,
             unreachable_owned,

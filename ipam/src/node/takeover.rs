@@ -279,7 +279,7 @@ impl Ipam {
     }
 
     fn inherit(&mut self, x: &PeerRecord) {
-        let ring = self.me.ring.clone();
+        let ring = self.ring.clone();
         let range = self.cfg.range;
         let mut live = self.me.owned.clone();
         for r in self.records.values() {

@@ -185,7 +185,7 @@ fn merge_keeps_the_newest_record_and_drops_bad_ones() {
     };
     n.handle_message(now, peer, &hello.to_bytes());
     let mut r = PeerRecord::new(peer, net("10.32.0.0/24"));
-    r.ring = n.ring().cloned();
+    r.ring = n.record().ring;
     r.version = 5;
     let send = |n: &mut Ipam, r: &PeerRecord| {
         n.handle_message(now, peer, &Message::Records(vec![r.clone()]).to_bytes());

@@ -107,7 +107,7 @@ impl Ipam {
     }
 
     pub(super) fn owned_by(&self, rec: &PeerRecord) -> AddrSet {
-        owned_of(rec, self.me.ring.as_ref(), self.cfg.range)
+        owned_of(rec, self.ring.as_ref(), self.cfg.range)
     }
 
     /// The free addresses of `rec` inside `within` (from our view of its record).
@@ -118,14 +118,14 @@ impl Ipam {
 
     /// The live record whose space holds `addr`, if we know one (ours included).
     pub(super) fn owner_of(&self, addr: u32) -> Option<&PeerRecord> {
-        let ring = self.me.ring.as_ref();
+        let ring = self.ring.as_ref();
         self.all_records()
             .find(|r| owns(r, ring, self.cfg.range, addr) && !self.is_removed(r.peer))
     }
 
     /// A removed, not yet taken over peer whose space holds `addr`: `(removed, heir)`.
     pub(super) fn removed_owner_of(&self, addr: u32) -> Option<(PeerName, PeerName)> {
-        let ring = self.me.ring.as_ref();
+        let ring = self.ring.as_ref();
         self.records
             .values()
             .flat_map(|r| std::iter::once(r).chain(r.retired.iter()))
