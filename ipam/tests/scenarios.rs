@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use ipam::sim::{NodeId, Sim, SimConfig};
 use ipam::{AllocError, Event, InitMode, Outcome, RefuseReason};
+use rand::{RngExt, SeedableRng};
 
 fn sim(seed: u64) -> Sim {
     Sim::new(seed, SimConfig::default(), Instant::now())
@@ -368,4 +369,37 @@ fn the_ring_reaches_a_peer_through_one_that_learnt_it_late() {
     let o = s.allocate(c, "x", None).unwrap();
     answer(&mut s, c, o, Duration::from_secs(5)).unwrap();
     s.check().unwrap();
+}
+
+#[test]
+fn peers_launched_naming_just_launched_peers_join_the_existing_ring() {
+    // Peer 0 runs alone (a ring of one); 40 peers start at once, each naming one peer
+    // started before it (often one just started too, so its N is 2 and it hears its
+    // own named peer before the ring reaches either).
+    for seed in 0..3 {
+        let mut s = sim(100 + seed);
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        s.add_node(InitMode::Consensus { electors: 1 }).unwrap();
+        let mut links = Vec::new();
+        for i in 1..40 {
+            let id = s.add_node(InitMode::Consensus { electors: 2 }).unwrap();
+            links.push((id, NodeId(rng.random_range(0..i))));
+        }
+        s.link_many(&links);
+        for i in 0..40 {
+            let _ = s.allocate(NodeId(i), "x", None).unwrap();
+        }
+        s.run_for(Duration::from_secs(10));
+        let ring = s.node(NodeId(0)).unwrap().ring().cloned();
+        for i in 1..40 {
+            let i = NodeId(i);
+            assert_eq!(s.node(i).unwrap().ring().cloned(), ring, "seed {seed}: {i}");
+            assert!(
+                !s.events(i)
+                    .iter()
+                    .any(|e| matches!(e, Event::Refuse { .. }))
+            );
+        }
+        s.check().unwrap();
+    }
 }

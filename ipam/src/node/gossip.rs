@@ -37,6 +37,8 @@ pub(super) struct Neighbour {
     /// Its ring as last heard (hello or its own record).
     ring: Option<RingId>,
     refused: Option<RefuseReason>,
+    /// Its answer to our first digest arrived: we hold everything it held then.
+    synced: bool,
     pub(super) next_digest: Instant,
 }
 
@@ -65,6 +67,7 @@ impl Ipam {
             hello: false,
             ring: None,
             refused: None,
+            synced: false,
             next_digest: now + jitter,
         };
         n.push_records(self.cfg.name);
@@ -134,6 +137,9 @@ impl Ipam {
                 }
             }
             Message::SyncDone => {
+                if let Some(n) = self.neighbours.get_mut(&from) {
+                    n.synced = true;
+                }
                 if !self.synced {
                     self.synced = true;
                     self.full_scan = true;
@@ -391,6 +397,14 @@ impl Ipam {
             .values()
             .filter(|n| n.refused.is_none())
             .find_map(|n| n.ring.clone())
+    }
+
+    /// Whether every neighbour answered our first digest (so we know any ring they
+    /// knew when they answered).
+    pub(super) fn synced_with_all_neighbours(&self) -> bool {
+        self.neighbours
+            .values()
+            .all(|n| n.synced || n.refused.is_some())
     }
 
     /// Announces our (new) ring to every neighbour.

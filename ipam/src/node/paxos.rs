@@ -15,6 +15,9 @@
 //!
 //! If more electors show up than configured, the quorum grows with them: decisions get
 //! harder, never unsafe-er (misconfiguration is still refused later as a ring mismatch).
+//! An elector votes only once every neighbour has answered its first digest, so a
+//! ring a neighbour already belongs to is learnt (and joined) before a second one can be
+//! started.
 
 use std::time::Instant;
 
@@ -68,6 +71,12 @@ impl Ipam {
     pub(super) fn paxos_step(&mut self, now: Instant) {
         if self.me.ring.is_some() || self.me.observer || self.me.electors == 0 {
             self.paxos_timer = None;
+            return;
+        }
+        // Vote only knowing what every neighbour knows: one of them may already belong
+        // to a ring (a peer launched naming a peer that was itself just launched), and
+        // joining that ring beats starting a second one.
+        if !self.synced_with_all_neighbours() {
             return;
         }
         let electors = self.electors();
