@@ -210,8 +210,13 @@ fn report() {
         // From own space.
         let k = 20;
         let before = sim.bytes_sent();
+        let with_space: Vec<NodeId> = live
+            .iter()
+            .copied()
+            .filter(|i| sim.node(*i).unwrap().record().free().len() > 2)
+            .collect();
         for j in 0..k {
-            let who = live[rng.random_range(0..n)];
+            let who = with_space[rng.random_range(0..with_space.len())];
             let o = sim.allocate(who, &format!("own{j}"), None).unwrap();
             assert!(matches!(o, Outcome::Done(_)), "{o:?}");
         }

@@ -386,10 +386,24 @@ fn peers_launched_naming_just_launched_peers_join_the_existing_ring() {
             links.push((id, NodeId(rng.random_range(0..i))));
         }
         s.link_many(&links);
-        for i in 0..40 {
-            let _ = s.allocate(NodeId(i), "x", None).unwrap();
-        }
+        // Everyone allocates at once: 39 peers ask the one peer with space, which halves
+        // its space for each; those it cannot serve ask the ones it served.
+        let outs: Vec<Outcome> = (0..40)
+            .map(|i| s.allocate(NodeId(i), "x", None).unwrap())
+            .collect();
         s.run_for(Duration::from_secs(10));
+        for (i, o) in outs.into_iter().enumerate() {
+            let id = NodeId(i);
+            if let Outcome::Pending(req) = o {
+                assert!(
+                    matches!(s.answers(id).get(&req), Some(Ok(_))),
+                    "seed {seed}: {id}: {:?}",
+                    s.answers(id).get(&req)
+                );
+            } else {
+                assert!(matches!(o, Outcome::Done(_)), "{o:?}");
+            }
+        }
         let ring = s.node(NodeId(0)).unwrap().ring().cloned();
         for i in 1..40 {
             let i = NodeId(i);
@@ -402,4 +416,33 @@ fn peers_launched_naming_just_launched_peers_join_the_existing_ring() {
         }
         s.check().unwrap();
     }
+}
+
+#[test]
+fn a_hundred_peers_asking_one_donor_at_once_all_get_an_address() {
+    let mut s = sim(13);
+    s.add_node(InitMode::Consensus { electors: 1 }).unwrap();
+    let mut links = Vec::new();
+    for _ in 1..100 {
+        let id = s.add_node(InitMode::Consensus { electors: 2 }).unwrap();
+        links.push((id, NodeId(0)));
+    }
+    s.link_many(&links);
+    s.run_for(Duration::from_secs(1));
+    let outs: Vec<Outcome> = (0..100)
+        .map(|i| s.allocate(NodeId(i), "x", None).unwrap())
+        .collect();
+    s.run_for(Duration::from_secs(20));
+    for (i, o) in outs.into_iter().enumerate() {
+        let id = NodeId(i);
+        match o {
+            Outcome::Pending(req) => assert!(
+                matches!(s.answers(id).get(&req), Some(Ok(_))),
+                "{id}: {:?}",
+                s.answers(id).get(&req)
+            ),
+            other => assert!(matches!(other, Outcome::Done(_)), "{other:?}"),
+        }
+    }
+    s.check().unwrap();
 }

@@ -9,7 +9,7 @@ use ipnet::Ipv4Net;
 
 use super::view::{allocatable, owned_of};
 use super::{Event, Ipam, Outcome, Pending, RequestId, Want};
-use crate::addr_set::AddrSet;
+use crate::addr_set::{AddrRange, AddrSet};
 use crate::error::{AllocError, WaitingFor};
 use crate::handle::Handle;
 use crate::limits;
@@ -644,10 +644,24 @@ impl Ipam {
             .get(&subnet)
             .map(|a| a.tried.clone())
             .unwrap_or_default();
+        // Space in transit counts as its recipient's: it adopts it before answering.
+        let mut in_transit: std::collections::BTreeMap<mesh::PeerName, u64> =
+            std::collections::BTreeMap::new();
+        for r in self.all_records() {
+            for g in &r.giving {
+                if g.to != me && !self.gift_adopted(r.peer, g) {
+                    let n = g.block.intersect(within).map_or(0, AddrRange::len);
+                    *in_transit.entry(g.to).or_default() += n;
+                }
+            }
+        }
         let mut with_space: Vec<(u64, mesh::PeerName)> = self
             .live_others()
             .filter(|r| !tried.contains(&r.peer))
-            .map(|r| (self.free_in(r, within), r.peer))
+            .map(|r| {
+                let transit = in_transit.get(&r.peer).copied().unwrap_or(0);
+                (self.free_in(r, within) + transit, r.peer)
+            })
             .filter(|(free, _)| *free > 0)
             .collect();
         with_space.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
