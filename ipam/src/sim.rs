@@ -852,13 +852,16 @@ impl Sim {
 
     /// Whether every live node holds every other live node's current record.
     pub fn converged(&self) -> bool {
+        if !self.in_flight.is_empty() {
+            return false;
+        }
         let live: Vec<&Ipam> = self.nodes.iter().filter_map(|n| n.ipam.as_ref()).collect();
         live.iter().all(|a| {
             live.iter().all(|b| {
                 a.record_of(b.name())
                     .is_some_and(|r| r.stamp() == b.record().stamp())
             })
-        }) && self.in_flight.is_empty()
+        })
     }
 
     /// The set of addresses every live node's handles hold (for tests).

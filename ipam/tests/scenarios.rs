@@ -446,3 +446,52 @@ fn a_hundred_peers_asking_one_donor_at_once_all_get_an_address() {
     }
     s.check().unwrap();
 }
+
+#[test]
+fn different_seed_lists_refuse_each_other_on_both_sides_and_the_same_list_joins() {
+    let mut s = sim(14);
+    let names: Vec<_> = (0..4).map(ipam::sim::node_name).collect();
+    let a = s
+        .add_node(InitMode::Seed(vec![names[0], names[1]]))
+        .unwrap();
+    let b = s
+        .add_node(InitMode::Seed(vec![names[1], names[2]]))
+        .unwrap();
+    s.link(a, b);
+    s.run_for(Duration::from_secs(1));
+    for me in [a, b] {
+        let text = s
+            .events(me)
+            .iter()
+            .find_map(|e| match e {
+                Event::Refuse { reason, .. } => Some(reason.to_string()),
+                _ => None,
+            })
+            .unwrap_or_else(|| panic!("{me} did not refuse"));
+        assert!(
+            text.starts_with("IP allocation initialised separately"),
+            "{text}"
+        );
+    }
+    // Same list: one ring, each seed its half, allocating at once.
+    let mut s = sim(15);
+    let list = vec![names[0], names[1]];
+    let a = s.add_node(InitMode::Seed(list.clone())).unwrap();
+    let b = s.add_node(InitMode::Seed(list)).unwrap();
+    let c = s.add_node(InitMode::Consensus { electors: 3 }).unwrap();
+    assert!(matches!(
+        s.allocate(a, "x", None).unwrap(),
+        Outcome::Done(_)
+    ));
+    s.link(a, b);
+    s.link(b, c);
+    s.run_for(Duration::from_secs(1));
+    assert!(
+        s.events(a)
+            .iter()
+            .all(|e| !matches!(e, Event::Refuse { .. }))
+    );
+    assert_eq!(s.node(c).unwrap().ring(), s.node(a).unwrap().ring());
+    assert_eq!(s.node(a).unwrap().record().owned.len(), 32_768);
+    s.check().unwrap();
+}

@@ -312,7 +312,6 @@ impl Ipam {
                         to_epoch: epoch,
                         seq: self.gift_seq,
                     });
-                    self.full_scan = true;
                 }
                 None => {
                     self.me.no_space.retain(|n| n.requester != requester);

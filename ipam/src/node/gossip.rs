@@ -353,9 +353,9 @@ impl Ipam {
                 || !r.release_reserved.is_empty()
                 || r.retired.iter().any(|x| !x.inherited.is_empty())
         };
-        if old.is_none_or(|o| o.epoch != record.epoch || takeover_related(o))
-            || takeover_related(&record)
-        {
+        // The index holds only tombstones, takeovers and releases (winners are computed
+        // from it and current epochs), so only records carrying those change it.
+        if old.is_some_and(takeover_related) || takeover_related(&record) {
             self.index_dirty = true;
         }
         let peer = record.peer;
