@@ -239,6 +239,34 @@ impl Sim {
             .map(|p| p.record.stamp())
     }
 
+    /// Whether node `by`'s state (its own record and the records it holds, or its
+    /// persisted record if dead) shows node `target` removed at `target`'s current epoch
+    /// (as `target` last persisted it).
+    pub fn knows_removal(&self, by: NodeId, target: NodeId) -> bool {
+        let name = self.name(target);
+        let Some((epoch, _)) = self.persisted_stamp(target) else {
+            return false;
+        };
+        let shows = |r: &PeerRecord| {
+            r.tombstones
+                .iter()
+                .any(|t| t.peer == name && t.epoch == epoch)
+                || std::iter::once(r)
+                    .chain(r.retired.iter())
+                    .flat_map(|l| l.inherited.iter())
+                    .any(|i| i.peer == name && i.epoch == epoch)
+        };
+        match self.nodes.get(by.0) {
+            Some(SimNode {
+                ipam: Some(ipam), ..
+            }) => ipam.all_records().any(shows),
+            Some(SimNode {
+                persisted: Some(p), ..
+            }) => shows(&p.record),
+            _ => false,
+        }
+    }
+
     /// Whether the node runs.
     pub fn is_alive(&self, id: NodeId) -> bool {
         self.node(id).is_some()

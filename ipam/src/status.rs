@@ -40,6 +40,9 @@ pub struct IpamStatus {
     pub takeovers: Vec<TakeoverStatus>,
     /// Neighbours refused (range or ring mismatch), with the reason.
     pub refused: Vec<RefusedStatus>,
+    /// Addresses our containers hold that their owner refused to us after a removal:
+    /// another container has the same address (detach one of them).
+    pub conflicts: Vec<ConflictStatus>,
     /// Records dropped as malformed or inconsistent since start.
     pub dropped_records: u64,
     /// Messages dropped as malformed since start.
@@ -138,6 +141,17 @@ pub struct TakeoverStatus {
     pub waiting_for: Vec<PeerName>,
     /// Whether the heir has taken it over.
     pub complete: bool,
+}
+
+/// An address held here and handed out elsewhere too.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConflictStatus {
+    /// The address.
+    pub addr: Ipv4Addr,
+    /// The handle holding it here.
+    pub handle: Option<Handle>,
+    /// The peer that gave it to another container.
+    pub owner: PeerName,
 }
 
 /// A neighbour refused.

@@ -213,6 +213,17 @@ impl World {
                     return;
                 }
                 let i = back[node % back.len()];
+                // The documented condition for a removed peer's return: it learns of
+                // its removal from whichever live peer it first syncs with, so every
+                // live peer must know of it (the heir may not be the only one that
+                // knows and be dead or cut off).
+                let removed = (0..self.n).any(|j| self.sim.knows_removal(NodeId(j), NodeId(i)));
+                let all_live_know = (0..self.n)
+                    .filter(|j| !self.dead.contains(j))
+                    .all(|j| self.sim.knows_removal(NodeId(j), NodeId(i)));
+                if removed && !all_live_know {
+                    return;
+                }
                 self.sim.restart(NodeId(i)).unwrap();
                 self.dead.remove(&i);
             }

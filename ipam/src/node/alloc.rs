@@ -1,11 +1,12 @@
 //! Requests: allocate, claim, release, and the progress of waiting requests (asking for
 //! space, waiting for grants).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 use std::time::Instant;
 
 use ipnet::Ipv4Net;
+use mesh::PeerName;
 
 use super::view::{allocatable, owned_of};
 use super::{Event, Ipam, Outcome, Pending, RequestId, Want};
@@ -548,6 +549,60 @@ impl Ipam {
         }
     }
 
+    /// A claim our handle stands on (a re-claim after a removal) that its owner refused:
+    /// someone else has the address. Reported once as [`Event::Conflict`].
+    pub(super) fn check_standing_claims(&mut self) {
+        let me = self.cfg.name;
+        let epoch = self.me.epoch;
+        let waiting: BTreeSet<u64> = self
+            .pending
+            .values()
+            .filter_map(|p| match p.want {
+                Want::Claim { seq, .. } => seq,
+                Want::Alloc { .. } => None,
+            })
+            .collect();
+        let mut found = Vec::new();
+        for c in &self.me.claims {
+            if waiting.contains(&c.seq) || self.conflicts.contains_key(&(c.addr, c.seq)) {
+                continue;
+            }
+            let refused_by = self.records.values().find_map(|r| {
+                r.grants
+                    .iter()
+                    .any(|g| {
+                        g.claimer == me
+                            && g.claimer_epoch == epoch
+                            && g.addr == c.addr
+                            && g.seq == c.seq
+                            && !g.granted
+                    })
+                    .then_some(r.peer)
+            });
+            if let Some(owner) = refused_by {
+                found.push((c.addr, c.seq, owner));
+            }
+        }
+        for (addr, seq, owner) in found {
+            self.conflicts.insert((addr, seq), owner);
+            self.events.push_back(Event::Conflict {
+                handle: self.local_holder(addr).cloned(),
+                addr,
+                holder: format!("peer {owner} has handed it out to another container"),
+            });
+        }
+        let claims = &self.me.claims;
+        self.conflicts
+            .retain(|(addr, seq), _| claims.iter().any(|c| c.addr == *addr && c.seq == *seq));
+    }
+
+    /// Standing claims refused by their owner (see [`Ipam::check_standing_claims`]).
+    pub(super) fn conflict_list(&self) -> impl Iterator<Item = (Ipv4Addr, PeerName)> + '_ {
+        self.conflicts
+            .iter()
+            .map(|((addr, _), owner)| (*addr, *owner))
+    }
+
     fn set_waiting(&mut self, id: RequestId, waiting: WaitingFor) {
         if let Some(p) = self.pending.get_mut(&id) {
             p.waiting = waiting;
@@ -645,8 +700,7 @@ impl Ipam {
             .map(|a| a.tried.clone())
             .unwrap_or_default();
         // Space in transit counts as its recipient's: it adopts it before answering.
-        let mut in_transit: std::collections::BTreeMap<mesh::PeerName, u64> =
-            std::collections::BTreeMap::new();
+        let mut in_transit: BTreeMap<PeerName, u64> = BTreeMap::new();
         for r in self.all_records() {
             for g in &r.giving {
                 if g.to != me && !self.gift_adopted(r.peer, g) {
@@ -655,7 +709,7 @@ impl Ipam {
                 }
             }
         }
-        let mut with_space: Vec<(u64, mesh::PeerName)> = self
+        let mut with_space: Vec<(u64, PeerName)> = self
             .live_others()
             .filter(|r| !tried.contains(&r.peer))
             .map(|r| {
@@ -686,8 +740,8 @@ impl Ipam {
         if let Some(a) = self.asks.get_mut(&subnet) {
             a.retry_at = None;
         }
-        let mut owners: Vec<mesh::PeerName> = with_space.into_iter().map(|(_, p)| p).collect();
-        let removed: Vec<mesh::PeerName> = self
+        let mut owners: Vec<PeerName> = with_space.into_iter().map(|(_, p)| p).collect();
+        let removed: Vec<PeerName> = self
             .records
             .values()
             .filter(|r| self.is_removed(r.peer))

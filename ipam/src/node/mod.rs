@@ -235,6 +235,9 @@ pub struct Ipam {
     persist_dirty: bool,
     cache_dirty: bool,
     events: VecDeque<Event>,
+    /// Standing claims (of addresses our handles hold) that their owner refused:
+    /// `(addr, seq)` → who holds it. Reported once, shown in status.
+    conflicts: BTreeMap<(Ipv4Addr, u64), PeerName>,
     dropped_records: u64,
     dropped_messages: u64,
 }
@@ -323,6 +326,7 @@ impl Ipam {
             persist_dirty: !restarted,
             cache_dirty: false,
             events: VecDeque::new(),
+            conflicts: BTreeMap::new(),
             dropped_records: 0,
             dropped_messages: 0,
         };
@@ -518,6 +522,7 @@ impl Ipam {
             self.answer_requests();
             self.clean_up_own_lists();
             self.progress_pending(now);
+            self.check_standing_claims();
             if self.edits == before {
                 break;
             }

@@ -100,6 +100,18 @@ impl Ipam {
                 reason: reason.to_string(),
             })
             .collect();
+        let conflicts = self
+            .conflict_list()
+            .map(|(addr, owner)| crate::status::ConflictStatus {
+                addr,
+                handle: self
+                    .handles
+                    .iter()
+                    .find(|(_, nets)| nets.iter().any(|n| n.addr() == addr))
+                    .map(|(h, _)| h.clone()),
+                owner,
+            })
+            .collect();
         IpamStatus {
             name: self.cfg.name,
             range: self.cfg.range,
@@ -114,6 +126,7 @@ impl Ipam {
             pending,
             takeovers,
             refused,
+            conflicts,
             dropped_records: self.dropped_records,
             dropped_messages: self.dropped_messages,
         }

@@ -565,3 +565,51 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn rmpeer_of_a_live_isolated_peer_is_reported_as_a_conflict_when_it_returns() {
+    // Outside the guarantee (rmpeer of a peer that was alive, cut off alone): the double
+    // allocation cannot be prevented, but both sides learn of it.
+    let mut s = sim_with(11, "10.32.0.0/24");
+    let ids: Vec<NodeId> = (0..3)
+        .map(|_| s.add_node(InitMode::Consensus { electors: 3 }).unwrap())
+        .collect();
+    s.full_mesh();
+    s.run_for(Duration::from_secs(3));
+    let x = ids[2];
+    s.partition(&[vec![ids[0], ids[1]], vec![x]]);
+    s.run_for(Duration::from_millis(100));
+    let lost = done(s.allocate(x, "lonely", None).unwrap());
+    s.rmpeer(ids[0], x, false).unwrap().unwrap();
+    assert!(s.run_until(Duration::from_secs(5), |s| {
+        s.node(ids[0])
+            .unwrap()
+            .status(s.now())
+            .takeovers
+            .iter()
+            .any(|t| t.complete)
+    }));
+    // The heir hands out all of its space, the address the isolated peer used included.
+    let mut k = 0;
+    while let Outcome::Done(_) = s.allocate(ids[0], &format!("h{k}"), None).unwrap() {
+        k += 1;
+    }
+    assert!(
+        s.node(ids[0])
+            .unwrap()
+            .record()
+            .used
+            .contains(u32::from(lost.addr()))
+    );
+    s.heal();
+    s.run_for(Duration::from_secs(3));
+    let conflict = s.events(x).iter().find_map(|e| match e {
+        Event::Conflict { handle, addr, .. } => Some((handle.clone(), *addr)),
+        _ => None,
+    });
+    assert_eq!(conflict, Some((Some(h("lonely")), lost.addr())));
+    let st = s.node(x).unwrap().status(s.now());
+    assert_eq!(st.conflicts.len(), 1);
+    assert_eq!(st.conflicts[0].owner, s.name(ids[0]));
+    assert!(s.check().is_err(), "the sim sees the double allocation too");
+}
