@@ -1,74 +1,12 @@
 //! The router process: pidfile lock, logging, signals, the API loop, orderly shutdown.
 
-use std::fs::File;
-use std::io::Write as _;
-
 use anyhow::Context as _;
-use nix::fcntl::{Flock, FlockArg};
 use nix::sys::signal::{SigSet, Signal};
 
 use crate::api::server::ApiServer;
 use crate::cli::LaunchArgs;
 use crate::home::Home;
 use crate::router::Router;
-
-/// The exclusive lock on the home's pidfile, held for the router's whole life.
-///
-/// The kernel drops the lock when the process dies however it dies, so a pidfile
-/// left by `kill -9` is recognised as stale by the next launch instead of blocking it.
-#[derive(Debug)]
-pub struct PidLock {
-    _lock: Flock<File>,
-    path: std::path::PathBuf,
-}
-
-impl PidLock {
-    /// Takes the lock and writes our pid, or explains who holds it.
-    pub fn acquire(home: &Home) -> anyhow::Result<Self> {
-        Self::acquire_at(&home.pidfile())
-    }
-
-    /// The same for another of the home's processes (the Docker plugin), by pidfile.
-    pub fn acquire_at(path: &std::path::Path) -> anyhow::Result<Self> {
-        let path = path.to_path_buf();
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .with_context(|| format!("cannot open pidfile {}", path.display()))?;
-        let mut lock = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-            Ok(l) => l,
-            Err((_, nix::errno::Errno::EWOULDBLOCK)) => {
-                let pid = std::fs::read_to_string(&path).unwrap_or_default();
-                anyhow::bail!(
-                    "weft is already running on this home (pid {}, pidfile {})",
-                    pid.trim(),
-                    path.display()
-                );
-            }
-            Err((_, errno)) => anyhow::bail!("cannot lock pidfile {}: {errno}", path.display()),
-        };
-        let previous = std::fs::read_to_string(&path).unwrap_or_default();
-        if !previous.trim().is_empty() {
-            tracing::warn!(
-                "previous router (pid {}) did not stop cleanly; recovering its state",
-                previous.trim()
-            );
-        }
-        lock.set_len(0).context("cannot truncate pidfile")?;
-        writeln!(lock, "{}", std::process::id()).context("cannot write pidfile")?;
-        lock.sync_all().context("cannot sync pidfile")?;
-        Ok(Self { _lock: lock, path })
-    }
-}
-
-impl Drop for PidLock {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
-    }
-}
 
 /// Sets up `tracing` to stderr (the log file when launched in the background).
 pub(crate) fn init_logging(filter: &str) {
@@ -101,7 +39,12 @@ pub fn run(home: &Home, args: &LaunchArgs) -> anyhow::Result<()> {
     let signals = block_stop_signals()?;
 
     init_logging(&args.log_level);
-    let lock = PidLock::acquire(home)?;
+    let lock = crate::pidfile::PidLock::acquire(&home.pidfile())?;
+    if let Some(previous) = lock.previous() {
+        tracing::warn!(
+            "previous router (pid {previous}) did not stop cleanly; recovering its state"
+        );
+    }
     tracing::info!(version = env!("CARGO_PKG_VERSION"), home = %home.state_dir().display(), "weft router starting");
 
     let mut router = Router::start(home, args).context("router failed to start")?;

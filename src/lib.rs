@@ -17,6 +17,7 @@ pub mod lab;
 pub mod meshd;
 pub mod netlink;
 pub mod netns;
+pub mod pidfile;
 pub mod router;
 pub mod state;
 pub mod sys;

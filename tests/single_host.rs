@@ -250,6 +250,25 @@ fn kill_9_then_launch_brings_traffic_back_without_touching_the_containers() {
 }
 
 #[test]
+fn a_relaunch_right_after_kill_9_waits_for_the_old_router_instead_of_refusing() {
+    // The old router keeps its pidfile lock for a moment after SIGKILL while its
+    // threads close the TAP and sockets; a relaunch in that moment is recovery, not a
+    // second router.
+    let Some(mut lab) = host_with_containers("kill9_relaunch", &["c1", "c2"]) else {
+        return;
+    };
+    lab.weft_ok("h", &["expose", "10.20.0.254/24"]);
+    let old = lab.kill9_nowait("h");
+    let out = lab.weft_ok("h", &["launch"]);
+    assert!(out.contains("weft router started"), "{out}");
+    assert_ne!(lab.router_pid("h"), Some(old));
+    lab.assert_ping("c1", "10.20.0.2");
+    // A router that really runs is still refused, naming itself.
+    let err = lab.weft_err("h", &["launch"]);
+    assert!(err.contains("already running"), "{err}");
+}
+
+#[test]
 fn weft_creates_no_bridge_vxlan_or_openvswitch_link() {
     let Some(mut lab) = host_with_containers("link_kinds", &["c1", "c2"]) else {
         return;

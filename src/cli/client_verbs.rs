@@ -15,12 +15,15 @@ use crate::state::EndpointRecord;
 
 type Json = serde_json::Value;
 
+/// How long `stop` (and `reset`) wait for a router that accepted the stop to be gone.
+pub(super) const STOP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
+
 pub(super) fn run(home: &Home, command: Command) -> anyhow::Result<()> {
     let api = Client::new(&home.socket());
     match command {
         Command::Stop => {
             let _: Json = api.post("/stop", &serde_json::json!({}))?;
-            wait_gone(home)?;
+            crate::pidfile::wait_gone(&home.pidfile(), STOP_TIMEOUT)?;
             println!("weft router stopped");
         }
         Command::Attach(a) => {
@@ -120,19 +123,6 @@ pub(super) fn run(home: &Home, command: Command) -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-/// Waits (bounded) until the router has released its pidfile, so `stop; launch` never
-/// races a router that is still tearing down.
-fn wait_gone(home: &Home) -> anyhow::Result<()> {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while std::time::Instant::now() < deadline {
-        if super::launch::running_pid(home)?.is_none() {
-            return Ok(());
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    anyhow::bail!("the weft router accepted stop but is still running after 20 s")
 }
 
 /// One line of `weft ps`: target, interface, MAC, addresses, network.

@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use clap::Parser as _;
-use nix::fcntl::{Flock, FlockArg};
 
 use super::LaunchArgs;
 use crate::api::client::Client;
@@ -23,12 +22,9 @@ pub(super) fn run(home: &Home, args: LaunchArgs) -> anyhow::Result<()> {
     if args.foreground {
         return crate::daemon::run(home, &args);
     }
-    if let Some(pid) = running_pid(home)? {
-        anyhow::bail!(
-            "weft is already running on this home (pid {pid}, API {}); `weft stop` it first or pick another --home",
-            home.socket().display()
-        );
-    }
+    // A router killed a moment ago may still hold the lock while it exits: wait for it,
+    // and refuse only a router that is really running.
+    crate::pidfile::ensure_not_running(&home.pidfile())?;
     // A peer on this command line that does not resolve is the caller's mistake: say so
     // now, before anything starts.
     for p in &args.peers {
@@ -149,37 +145,6 @@ fn router_error(path: &std::path::Path, from: u64) -> Option<String> {
         .rev()
         .find_map(|l| l.strip_prefix("weft: "))
         .map(str::to_string)
-}
-
-/// The pid of the router that holds this home's pidfile lock, if one is running.
-///
-/// A pidfile whose lock nobody holds is stale (the router died, e.g. `kill -9`): it does
-/// not count as running, and the next launch takes it over.
-pub(crate) fn running_pid(home: &Home) -> anyhow::Result<Option<u32>> {
-    running_pid_at(&home.pidfile())
-}
-
-/// The same for another of the home's processes (the Docker plugin), by pidfile.
-pub(crate) fn running_pid_at(path: &std::path::Path) -> anyhow::Result<Option<u32>> {
-    let path = path.to_path_buf();
-    let file = match File::open(&path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e).with_context(|| format!("cannot open pidfile {}", path.display())),
-    };
-    match Flock::lock(file, FlockArg::LockSharedNonblock) {
-        Ok(_unlocked_on_drop) => Ok(None),
-        Err((mut file, nix::errno::Errno::EWOULDBLOCK)) => {
-            let mut text = String::new();
-            file.read_to_string(&mut text)
-                .with_context(|| format!("cannot read pidfile {}", path.display()))?;
-            Ok(Some(text.trim().parse().unwrap_or(0)))
-        }
-        Err((_, errno)) => Err(anyhow::anyhow!(
-            "cannot check pidfile lock {}: {errno}",
-            path.display()
-        )),
-    }
 }
 
 #[cfg(test)]

@@ -7,8 +7,6 @@ mod client_verbs;
 mod launch;
 mod reset;
 
-pub(crate) use launch::{running_pid, running_pid_at};
-
 use std::path::PathBuf;
 
 use anyhow::Context as _;

@@ -247,7 +247,7 @@ pub fn run(home: &Home, paths: &PluginPaths, log_level: &str) -> anyhow::Result<
     let signals = crate::daemon::block_stop_signals()?;
     crate::daemon::init_logging(log_level);
     // Dropped last: the files below go while we still hold it.
-    let _lock = crate::daemon::PidLock::acquire_at(&supervise::pidfile(home))?;
+    let _lock = crate::pidfile::PidLock::acquire(&supervise::pidfile(home))?;
     let router = RouterClient(Client::new(&home.socket()).with_timeout(ROUTER_TIMEOUT));
     let docker = DockerClient(Engine::from_env()?);
     let plugin = Arc::new(Plugin::new(

@@ -96,7 +96,7 @@ pub fn remove_endpoint_files(paths: &PluginPaths) {
 
 /// The pid of the home's running plugin.
 pub fn running(home: &Home) -> Option<u32> {
-    crate::cli::running_pid_at(&pidfile(home)).ok().flatten()
+    crate::pidfile::running_pid(&pidfile(home)).ok().flatten()
 }
 
 /// Starts `weft docker-plugin` for this home, detached, logging to its log file.
@@ -274,16 +274,7 @@ pub fn remove_docker_network(home: &Home) {
 pub fn reset(home: &Home) -> anyhow::Result<()> {
     if let Some(pid) = running(home) {
         let pid = nix::unistd::Pid::from_raw(i32::try_from(pid).unwrap_or(0));
-        let gone_within = |t: Duration| {
-            let deadline = Instant::now() + t;
-            while running(home).is_some() {
-                if Instant::now() > deadline {
-                    return false;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            true
-        };
+        let gone_within = |t: Duration| crate::pidfile::wait_gone(&pidfile(home), t).is_ok();
         let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
         if !gone_within(STOP_TIMEOUT) {
             let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);

@@ -10,7 +10,6 @@ mod handover;
 mod meshlink;
 pub mod networks;
 mod report;
-mod reset;
 mod resolve;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs as _};
@@ -18,8 +17,6 @@ use std::time::Instant;
 
 use anyhow::Context as _;
 use learning::PortId;
-
-pub use reset::reset;
 
 use crate::api::ApiError;
 use crate::api::server::{Handler, Request, Response};

@@ -254,25 +254,24 @@ impl Lab {
 
     /// Kills a host's router with SIGKILL (a crash) and waits until it is gone.
     pub fn kill9(&self, host: &str) {
-        let pid = self.router_pid(host).expect("router pid");
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(pid),
-            nix::sys::signal::Signal::SIGKILL,
-        );
+        let pid = self.kill9_nowait(host);
         wait_for("the router to die", Duration::from_secs(10), || {
             (!Path::new(&format!("/proc/{pid}")).exists() || proc_is_zombie(pid)).then_some(())
         });
         // A zombie leader's other threads may still be closing its files (e.g. TAPs):
         // the router is gone for a relaunch only once its pidfile lock is free.
-        let pidfile = self.home(host).join("weft.pid");
-        wait_for("the router's pidfile lock", Duration::from_secs(10), || {
-            let Ok(f) = std::fs::File::open(&pidfile) else {
-                return Some(());
-            };
-            nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockSharedNonblock)
-                .ok()
-                .map(drop)
-        });
+        weft::pidfile::wait_gone(&self.home(host).join("weft.pid"), Duration::from_secs(10))
+            .expect("the killed router's pidfile lock is released");
+    }
+
+    /// Sends SIGKILL to a host's router and returns its pid at once, without waiting.
+    pub fn kill9_nowait(&self, host: &str) -> i32 {
+        let pid = self.router_pid(host).expect("router pid");
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+        pid
     }
 
     /// Whether `ping -c1` from `ns` to `ip` succeeds within `timeout` (retrying).
