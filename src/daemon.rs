@@ -4,9 +4,8 @@ use anyhow::Context as _;
 use nix::sys::signal::{SigSet, Signal};
 
 use crate::api::server::ApiServer;
-use crate::cli::LaunchArgs;
 use crate::home::Home;
-use crate::router::Router;
+use crate::router::{Router, RouterOptions};
 
 /// Sets up `tracing` to stderr (the log file when launched in the background).
 pub(crate) fn init_logging(filter: &str) {
@@ -31,14 +30,25 @@ pub(crate) fn block_stop_signals() -> anyhow::Result<SigSet> {
     Ok(signals)
 }
 
+/// What the router process runs with, besides the router's own options.
+#[derive(Debug, Clone)]
+pub struct DaemonOptions {
+    /// What to log: a `tracing` filter (`info`, `debug`, `weft::meshd=trace`, ...).
+    pub log_filter: String,
+    /// Where the Docker plugin it supervises listens; none: no plugin.
+    pub docker_plugin: Option<crate::docker::supervise::PluginPaths>,
+    /// The router's options.
+    pub router: RouterOptions,
+}
+
 /// Runs the router until `weft stop`, SIGTERM or SIGINT.
-pub fn run(home: &Home, args: &LaunchArgs) -> anyhow::Result<()> {
+pub fn run(home: &Home, options: &DaemonOptions) -> anyhow::Result<()> {
     home.ensure()?;
     // Block the stop signals before any thread exists, so every thread inherits the mask
     // and only the signal thread below ever sees them.
     let signals = block_stop_signals()?;
 
-    init_logging(&args.log_level);
+    init_logging(&options.log_filter);
     let lock = crate::pidfile::PidLock::acquire(&home.pidfile())?;
     if let Some(previous) = lock.previous() {
         tracing::warn!(
@@ -47,7 +57,7 @@ pub fn run(home: &Home, args: &LaunchArgs) -> anyhow::Result<()> {
     }
     tracing::info!(version = env!("CARGO_PKG_VERSION"), home = %home.state_dir().display(), "weft router starting");
 
-    let mut router = Router::start(home, args).context("router failed to start")?;
+    let mut router = Router::start(home, &options.router).context("router failed to start")?;
     let api = ApiServer::bind(&home.socket())?;
     let unblocker = api.unblocker();
     std::thread::Builder::new()
@@ -59,17 +69,11 @@ pub fn run(home: &Home, args: &LaunchArgs) -> anyhow::Result<()> {
             unblocker.unblock();
         })
         .context("cannot start signal thread")?;
-    let docker_plugin = if args.no_docker_plugin {
-        None
-    } else {
-        crate::docker::supervise::Supervisor::start(
-            home,
-            args.docker_plugin_paths(),
-            args.log_level.clone(),
-        )
-        .map_err(|e| tracing::error!("{e:#}"))
-        .ok()
-    };
+    let docker_plugin = options.docker_plugin.clone().and_then(|paths| {
+        crate::docker::supervise::Supervisor::start(home, paths, options.log_filter.clone())
+            .map_err(|e| tracing::error!("{e:#}"))
+            .ok()
+    });
     tracing::info!(socket = %home.socket().display(), "weft router ready");
     api.serve(&mut router);
     if let Some(s) = docker_plugin {

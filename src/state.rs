@@ -12,7 +12,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use ipnet::IpNet;
+use mesh::PeerName;
 use serde::{Deserialize, Serialize};
+use tunnel::Vni;
 
 /// The on-disk format version this build writes and reads.
 pub const FORMAT: u32 = 1;
@@ -24,7 +26,7 @@ pub struct State {
     /// On-disk format version.
     pub format: u32,
     /// This router's peer name (MAC-like), random on first launch, then stable.
-    pub peer_name: Option<String>,
+    pub peer_name: Option<PeerName>,
     /// This router's static X25519 key for the mesh handshake (hex private key), random on
     /// first launch, then stable.
     #[serde(default)]
@@ -32,8 +34,8 @@ pub struct State {
     /// The default network's VNI: set by the first `launch` (`--vni`, else 1) and changed
     /// only by a later `launch --vni`, so a relaunch without `--vni` keeps it. `None` in
     /// state files written before it was saved (they get 1, as they always did).
-    #[serde(default)]
-    pub default_vni: Option<u32>,
+    #[serde(default, with = "crate::api::codec::vni_opt")]
+    pub default_vni: Option<Vni>,
     /// Named networks and their VNIs.
     #[serde(default)]
     pub networks: BTreeMap<String, NetworkSpec>,
@@ -53,7 +55,8 @@ pub struct State {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NetworkSpec {
     /// Its VXLAN network identifier on the wire (24 bits).
-    pub vni: u32,
+    #[serde(with = "crate::api::codec::vni")]
+    pub vni: Vni,
 }
 
 /// An attached container: enough to find its veth again and to undo the attach.
@@ -72,7 +75,8 @@ pub struct EndpointRecord {
     /// Name of the host end of the veth (in the router's namespace).
     pub host_ifname: String,
     /// The container interface's MAC.
-    pub mac: String,
+    #[serde(with = "crate::api::codec::mac")]
+    pub mac: wire::Mac,
     /// The container interface's addresses.
     pub ips: Vec<IpNet>,
     /// The MTU set on the container interface.
@@ -189,8 +193,13 @@ mod tests {
         let mut s = State::load(&p).unwrap();
         assert_eq!(s.format, FORMAT);
         assert!(s.endpoints.is_empty());
-        s.peer_name = Some("02:00:00:00:00:01".into());
-        s.networks.insert("blue".into(), NetworkSpec { vni: 42 });
+        s.peer_name = Some("02:00:00:00:00:01".parse().unwrap());
+        s.networks.insert(
+            "blue".into(),
+            NetworkSpec {
+                vni: Vni::new(42).unwrap(),
+            },
+        );
         s.endpoints.push(EndpointRecord {
             target: "c1".into(),
             netns_path: "/run/netns/c1".into(),
@@ -198,7 +207,7 @@ mod tests {
             network: "default".into(),
             ifname: "weft0".into(),
             host_ifname: "wfabc".into(),
-            mac: "02:00:00:00:00:02".into(),
+            mac: "02:00:00:00:00:02".parse().unwrap(),
             ips: vec!["10.2.0.1/24".parse().unwrap()],
             mtu: 1450,
             owner: Some("cni/net/c1/eth0".into()),
@@ -222,7 +231,10 @@ mod tests {
         std::fs::write(&p, br#"{"format": 1, "peer_name": "02:00:00:00:00:01"}"#).unwrap();
         let s = State::load(&p).unwrap();
         assert_eq!(s.default_vni, None);
-        assert_eq!(s.peer_name.as_deref(), Some("02:00:00:00:00:01"));
+        assert_eq!(
+            s.peer_name.map(|n| n.to_string()).as_deref(),
+            Some("02:00:00:00:00:01")
+        );
         std::fs::remove_dir_all(&d).unwrap();
     }
 

@@ -16,6 +16,7 @@ use tunnel::crypto::handshake::frame_len;
 use tunnel::crypto::identity::StaticKeypair;
 use tunnel::crypto::session::{SessionConfig, TunnelKeys, TunnelSession};
 use tunnel::crypto::{Handshake, HandshakePayload, Role};
+use weft::api::report::{ConnectionEncryption, ConnectionState};
 use weft::dataplane::{MeshUpdate, MeshUpdates};
 use weft::meshd::{Meshd, MeshdConfig, MeshdStatus};
 
@@ -101,7 +102,7 @@ impl Router {
         let meshd = Meshd::start(
             MeshdConfig {
                 listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0),
-                name,
+                name: PeerName(name),
                 nickname: format!("router-{}", spec.name),
                 vxlan_port,
                 tunnel_port,
@@ -247,20 +248,20 @@ fn connect_and_check_keys(a: &mut Router, b: &mut Router, authenticated: bool) {
     tunnel_round_trip(&mut sb, &mut sa, b"from b to a");
 
     let encryption = if authenticated {
-        "password (authenticated)"
+        ConnectionEncryption::Password
     } else {
-        "unauthenticated (stops passive capture only)"
+        ConnectionEncryption::Unauthenticated
     };
     for (router, other) in [(&*a, b.name), (&*b, a.name)] {
         let status = router.wait_status("an established connection", |s| {
             s.connections
                 .iter()
-                .any(|c| c.stage == "established" && c.peer == Some(other))
+                .any(|c| c.state == ConnectionState::Established && c.peer == Some(PeerName(other)))
         });
         let conn = status
             .connections
             .iter()
-            .find(|c| c.peer == Some(other))
+            .find(|c| c.peer == Some(PeerName(other)))
             .unwrap();
         assert_eq!(conn.encryption, encryption);
     }
@@ -275,7 +276,7 @@ fn routers_without_password_connect_and_agree_on_tunnel_keys() {
     let conn = status
         .connections
         .iter()
-        .find(|c| c.peer == Some(b.name))
+        .find(|c| c.peer == Some(PeerName(b.name)))
         .unwrap();
     assert!(conn.outbound);
     assert_eq!(conn.remote, b.addr());
@@ -295,7 +296,8 @@ fn expect_refusal(a: &mut Router, b: &mut Router, a_error: &str, b_error: &str) 
     for (router, error) in [(&*a, a_error), (&*b, b_error)] {
         router.wait_status(error, |s| {
             s.connections.iter().any(|c| {
-                c.stage == "failed" && c.last_error.as_deref().is_some_and(|e| e.contains(error))
+                c.state == ConnectionState::Failed
+                    && c.last_error.as_deref().is_some_and(|e| e.contains(error))
             })
         });
     }
@@ -320,7 +322,7 @@ fn expect_refusal(a: &mut Router, b: &mut Router, a_error: &str, b_error: &str) 
         !b.status()
             .connections
             .iter()
-            .any(|c| c.stage == "established")
+            .any(|c| c.state == ConnectionState::Established)
     );
 }
 
@@ -526,13 +528,18 @@ fn garbage_on_the_control_port_closes_only_that_connection() {
     // The router still serves real peers, and the status explains the last failure.
     let status = a.wait_status("the bad record in the failure log", |s| {
         s.connections.iter().any(|c| {
-            c.stage == "established"
+            c.state == ConnectionState::Established
                 || c.last_error
                     .as_deref()
                     .is_some_and(|e| e.contains("authentication"))
         })
     });
-    assert!(!status.connections.iter().any(|c| c.stage == "established"));
+    assert!(
+        !status
+            .connections
+            .iter()
+            .any(|c| c.state == ConnectionState::Established)
+    );
     let mut b = Router::start(Spec::new(2).dial(addr));
     connect_and_check_keys(&mut b, &mut a, false);
     assert_eq!(a.count_connected(), 1);
@@ -567,7 +574,7 @@ fn a_port_in_use_is_an_error_that_names_it() {
     let err = Meshd::start(
         MeshdConfig {
             listen: a.addr(),
-            name: peer_name(9),
+            name: PeerName(peer_name(9)),
             nickname: "second".into(),
             vxlan_port: 4789,
             tunnel_port: 6784,

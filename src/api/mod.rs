@@ -5,11 +5,13 @@
 //! `{"error": "..."}` with a 4xx/5xx status and are printed by the CLI as they are.
 
 pub mod client;
+pub mod codec;
 pub mod report;
 pub mod server;
 
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
+use tunnel::Vni;
 
 /// `POST /attach`: connect a container's network namespace to a weft network.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -29,8 +31,8 @@ pub struct AttachRequest {
     #[serde(default)]
     pub mtu: Option<u32>,
     /// MAC override (default: random, locally administered).
-    #[serde(default)]
-    pub mac: Option<String>,
+    #[serde(default, with = "codec::mac_opt")]
+    pub mac: Option<wire::Mac>,
     /// The endpoint's identity for a runtime (e.g. `cni/NET/CONTAINER/IFNAME`): an attach
     /// with an owner that already has an endpoint answers that endpoint (idempotent ADD).
     #[serde(default)]
@@ -41,6 +43,34 @@ pub struct AttachRequest {
     /// answer's `handover_ifname` names the interface to move.
     #[serde(default)]
     pub handover: bool,
+}
+
+/// An attached endpoint: what `/attach` answers, `/detach` answers for each endpoint it
+/// removed, and `/ps` lists.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Endpoint {
+    /// The target as the attach named it (netns name, pid or path).
+    pub target: String,
+    /// The weft network it is on.
+    pub network: String,
+    /// Its interface name inside the container.
+    pub ifname: String,
+    /// The host end of its veth, in the router's namespace.
+    pub host_ifname: String,
+    /// Its interface's MAC.
+    #[serde(with = "codec::mac")]
+    pub mac: wire::Mac,
+    /// Its addresses.
+    pub ips: Vec<IpNet>,
+    /// Its interface's MTU.
+    pub mtu: u32,
+    /// The runtime's identity for it (`cni/NET/CONTAINER/IFNAME`), when attached by one.
+    #[serde(default)]
+    pub owner: Option<String>,
+    /// For a handover attach: the container end's name in the router's namespace, for
+    /// the runtime to move into the container itself (Docker's Join).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handover_ifname: Option<String>,
 }
 
 /// `POST /detach`: undo an attach, by target or by owner.
@@ -92,8 +122,8 @@ pub struct NetworkRequest {
     /// Its name.
     pub name: String,
     /// Its VNI (default: derived from the name, the same on every host).
-    #[serde(default)]
-    pub vni: Option<u32>,
+    #[serde(default, with = "codec::vni_opt")]
+    pub vni: Option<Vni>,
 }
 
 /// The body of every error answer.

@@ -6,12 +6,12 @@ use anyhow::Context as _;
 
 use super::{Command, NetworkCommand, StatusPart};
 use crate::api::client::Client;
-use crate::api::report::StatusReport;
+use crate::api::report::{ConnectionState, DataPath, Direction, StatusReport};
 use crate::api::{
-    AttachRequest, DetachRequest, ExposeRequest, HideRequest, NetworkRequest, PeersRequest,
+    AttachRequest, DetachRequest, Endpoint, ExposeRequest, HideRequest, NetworkRequest,
+    PeersRequest,
 };
 use crate::home::Home;
-use crate::state::EndpointRecord;
 
 type Json = serde_json::Value;
 
@@ -33,15 +33,15 @@ pub(super) fn run(home: &Home, command: Command) -> anyhow::Result<()> {
                 network: Some(a.network),
                 ifname: Some(a.ifname),
                 mtu: a.mtu,
-                mac: a.mac.map(|m| m.to_string()),
+                mac: a.mac,
                 owner: None,
                 handover: false,
             };
-            let ep: EndpointRecord = api.post("/attach", &req)?;
+            let ep: Endpoint = api.post("/attach", &req)?;
             println!("{}", ps_line(&ep));
         }
         Command::Detach(d) => {
-            let gone: Vec<EndpointRecord> = api.post(
+            let gone: Vec<Endpoint> = api.post(
                 "/detach",
                 &DetachRequest {
                     target: d.target,
@@ -100,7 +100,7 @@ pub(super) fn run(home: &Home, command: Command) -> anyhow::Result<()> {
             }
         }
         Command::Ps(p) => {
-            let eps: Vec<EndpointRecord> = api.get("/ps")?;
+            let eps: Vec<Endpoint> = api.get("/ps")?;
             if p.json {
                 println!(
                     "{}",
@@ -126,7 +126,7 @@ pub(super) fn run(home: &Home, command: Command) -> anyhow::Result<()> {
 }
 
 /// One line of `weft ps`: target, interface, MAC, addresses, network.
-fn ps_line(ep: &EndpointRecord) -> String {
+fn ps_line(ep: &Endpoint) -> String {
     let ips: Vec<String> = ep.ips.iter().map(ToString::to_string).collect();
     format!(
         "{} {} {} {} {}",
@@ -140,6 +140,16 @@ fn ps_line(ep: &EndpointRecord) -> String {
         },
         ep.network
     )
+}
+
+/// A path as people read it: "relayed via NAME(NICKNAME)" for a relayed peer, else the
+/// path word.
+fn path_text(path: DataPath, via: Option<mesh::PeerName>, via_nickname: Option<&str>) -> String {
+    match (via, via_nickname) {
+        (Some(via), Some(nick)) => format!("{path} via {via}({nick})"),
+        (Some(via), None) => format!("{path} via {via}"),
+        _ => path.to_string(),
+    }
 }
 
 /// The text form of `weft status [PART]`.
@@ -157,11 +167,11 @@ pub(crate) fn format_status(r: &StatusReport, part: Option<StatusPart>) -> Strin
         );
         let _ = writeln!(o, "     VXLAN port: {}", r.vxlan_port);
         let _ = writeln!(o, "      Data path: {}", r.data_path);
-        let _ = writeln!(o, "     Encryption: {}", r.encryption);
+        let _ = writeln!(o, "     Encryption: {}", r.encryption.describe());
         let established = r
             .connections
             .iter()
-            .filter(|c| c.state == "established")
+            .filter(|c| c.state == ConnectionState::Established)
             .count();
         let _ = writeln!(
             o,
@@ -172,7 +182,7 @@ pub(crate) fn format_status(r: &StatusReport, part: Option<StatusPart>) -> Strin
         );
         let endpoints: usize = r.networks.iter().map(|n| n.endpoints).sum();
         let _ = writeln!(o, "      Endpoints: {endpoints}");
-        let up = r.peers.iter().filter(|p| p.path != "none").count();
+        let up = r.peers.iter().filter(|p| p.path != DataPath::None).count();
         let _ = writeln!(
             o,
             "          Peers: {} ({} with a working path)",
@@ -215,7 +225,7 @@ pub(crate) fn format_status(r: &StatusReport, part: Option<StatusPart>) -> Strin
         for p in &r.peers {
             let name = match (&p.name, &p.nickname) {
                 (Some(n), Some(k)) => format!("{n}({k})"),
-                (Some(n), None) => n.clone(),
+                (Some(n), None) => n.to_string(),
                 _ => "-".into(),
             };
             let rtt = p
@@ -225,9 +235,9 @@ pub(crate) fn format_status(r: &StatusReport, part: Option<StatusPart>) -> Strin
             let _ = writeln!(
                 o,
                 "{:<22} {:<27} {:<12} {:<10} {:<8} {}/{:<10} {}",
-                p.address,
+                p.address.map_or_else(|| "-".into(), |a| a.to_string()),
                 name,
-                p.path_text(),
+                path_text(p.path, p.via, p.via_nickname.as_deref()),
                 p.heartbeat,
                 rtt,
                 p.tx_frames,
@@ -242,12 +252,22 @@ pub(crate) fn format_status(r: &StatusReport, part: Option<StatusPart>) -> Strin
             let _ = writeln!(
                 o,
                 "{} {:<22} {:<12} {:<20} {:<14} {}{}",
-                c.direction,
+                match c.direction {
+                    Direction::Outbound => "->",
+                    Direction::Inbound => "<-",
+                },
                 c.address,
                 c.state,
-                c.peer.as_deref().unwrap_or("-"),
-                c.path,
-                c.encryption,
+                c.peer.map_or_else(|| "-".into(), |p| p.to_string()),
+                match (c.path, &c.path_reason) {
+                    (Some(path), Some(why)) => format!(
+                        "{} ({why})",
+                        path_text(path, c.via, c.via_nickname.as_deref())
+                    ),
+                    (Some(path), None) => path_text(path, c.via, c.via_nickname.as_deref()),
+                    (None, _) => "-".into(),
+                },
+                c.encryption.describe(),
                 c.last_error
                     .as_ref()
                     .map(|e| format!(" ({e})"))
@@ -268,7 +288,7 @@ pub(crate) fn format_status(r: &StatusReport, part: Option<StatusPart>) -> Strin
             let _ = writeln!(
                 o,
                 "{:<22} {:<11} {:<12} {:<9} {:<11} {}",
-                t.address,
+                t.target,
                 t.source,
                 t.state,
                 t.attempts,

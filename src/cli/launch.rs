@@ -13,23 +13,30 @@ use clap::Parser as _;
 use super::LaunchArgs;
 use crate::api::client::Client;
 use crate::home::Home;
+use crate::router::{PeerSpec, Ports, RouterOptions};
 use crate::state::State;
 
 /// How long `launch` waits for a new router's API before giving up.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// The environment variable that may carry the mesh password instead of a file.
+const PASSWORD_ENV: &str = "WEFT_PASSWORD";
+
 pub(super) fn run(home: &Home, args: LaunchArgs) -> anyhow::Result<()> {
     if args.foreground {
-        return crate::daemon::run(home, &args);
+        let options = crate::daemon::DaemonOptions {
+            log_filter: args.log_level.clone(),
+            docker_plugin: (!args.no_docker_plugin).then(|| args.docker_plugin_paths()),
+            router: router_options(&args)?,
+        };
+        return crate::daemon::run(home, &options);
     }
     // A router killed a moment ago may still hold the lock while it exits: wait for it,
     // and refuse only a router that is really running.
     crate::pidfile::ensure_not_running(&home.pidfile())?;
     // A peer on this command line that does not resolve is the caller's mistake: say so
     // now, before anything starts.
-    for p in &args.peers {
-        crate::router::resolve_peer(p, args.vxlan_port)?;
-    }
+    resolve_peers(&args)?;
     // args_os: std::env::args panics on an argument that is not UTF-8 (e.g. a path).
     let argv = router_argv(&std::env::args_os().skip(1).collect::<Vec<_>>(), &args)?;
     let replaced_vni = State::load(&home.state_file())
@@ -96,6 +103,80 @@ pub(super) fn run(home: &Home, args: LaunchArgs) -> anyhow::Result<()> {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// The router's options from the command line: the password read and turned into a key,
+/// the peers resolved, the nickname defaulted to the host name. The router never sees
+/// the command line or the environment.
+fn router_options(args: &LaunchArgs) -> anyhow::Result<RouterOptions> {
+    let nickname = args.nickname.clone().unwrap_or_else(|| {
+        nix::unistd::gethostname()
+            .ok()
+            .and_then(|h| h.into_string().ok())
+            .unwrap_or_else(|| "weft".into())
+    });
+    Ok(RouterOptions {
+        peers: resolve_peers(args)?,
+        vni: args.vni,
+        ports: Ports {
+            vxlan: args.vxlan_port,
+            mesh: args.port,
+            tunnel: args.tunnel_port,
+        },
+        mtu: args.mtu,
+        nickname,
+        gso: !args.no_gso,
+        psk: password_psk(args)?,
+        trusted_subnets: args.trusted_subnets.clone(),
+        discovery: !args.no_discovery,
+        conn_limit: args.conn_limit,
+    })
+}
+
+/// The peers on the command line, resolved: one that does not resolve is the caller's
+/// mistake, said before anything starts.
+fn resolve_peers(args: &LaunchArgs) -> anyhow::Result<Vec<PeerSpec>> {
+    args.peers
+        .iter()
+        .map(|spec| {
+            Ok(PeerSpec {
+                spec: spec.clone(),
+                addr: crate::router::resolve_peer(spec, args.vxlan_port)?,
+            })
+        })
+        .collect()
+}
+
+/// The pre-shared key derived from `--password-file` or `WEFT_PASSWORD`, if either is set.
+fn password_psk(args: &LaunchArgs) -> anyhow::Result<Option<[u8; 32]>> {
+    let password = match (&args.password_file, std::env::var_os(PASSWORD_ENV)) {
+        (Some(path), _) => {
+            let text = std::fs::read(path)
+                .with_context(|| format!("cannot read the password file {}", path.display()))?;
+            // A trailing newline is an editor's, not the password's.
+            let mut text = text.as_slice();
+            while let Some(rest) = text
+                .strip_suffix(b"\n")
+                .or_else(|| text.strip_suffix(b"\r"))
+            {
+                text = rest;
+            }
+            anyhow::ensure!(
+                !text.is_empty(),
+                "the password file {} is empty",
+                path.display()
+            );
+            text.to_vec()
+        }
+        (None, Some(env)) => {
+            anyhow::ensure!(!env.is_empty(), "{PASSWORD_ENV} is set but empty");
+            env.into_encoded_bytes()
+        }
+        (None, None) => return Ok(None),
+    };
+    let psk = tunnel::crypto::password::psk_from_password(&password)
+        .map_err(|e| anyhow::anyhow!("bad password: {e}"))?;
+    Ok(Some(psk))
 }
 
 /// The router process's arguments: ours with `--foreground` right after the `launch` verb
@@ -215,6 +296,59 @@ mod tests {
             path,
         ];
         assert_eq!(router_argv(&ours, &launch_args("launch")).unwrap(), want);
+    }
+
+    #[test]
+    fn default_ports_are_the_crates_own_and_they_agree() {
+        let args = launch_args("launch");
+        let ports = Ports {
+            vxlan: args.vxlan_port,
+            mesh: args.port,
+            tunnel: args.tunnel_port,
+        };
+        assert_eq!(ports, Ports::default());
+        // The mesh crate announces these defaults to peers; it cannot see tunnel's.
+        assert_eq!(
+            mesh::protocol::DEFAULT_VXLAN_PORT,
+            tunnel::vxlan::DEFAULT_PORT
+        );
+        assert_eq!(
+            mesh::protocol::DEFAULT_TUNNEL_PORT,
+            tunnel::crypto::datagram::DEFAULT_PORT
+        );
+    }
+
+    #[test]
+    fn the_password_file_is_read_at_the_edge_without_its_trailing_newline() {
+        let dir = std::env::temp_dir().join(format!("weft-launch-pw-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (with_nl, without, empty) = (dir.join("a"), dir.join("b"), dir.join("c"));
+        std::fs::write(&with_nl, "s3cret\r\n").unwrap();
+        std::fs::write(&without, "s3cret").unwrap();
+        std::fs::write(&empty, "\n").unwrap();
+        let options = |path: &std::path::Path| {
+            router_options(&launch_args(&format!(
+                "launch --password-file {} --vni 7 --nickname n1",
+                path.display()
+            )))
+        };
+        let a = options(&with_nl).unwrap();
+        assert!(a.psk.is_some());
+        assert_eq!(a.psk, options(&without).unwrap().psk);
+        assert_eq!(a.vni.map(tunnel::Vni::get), Some(7));
+        assert_eq!(a.nickname, "n1");
+        assert!(
+            !format!("{a:?}").contains(&format!("{:?}", a.psk)),
+            "the key stays out of Debug"
+        );
+        let err = options(&empty).unwrap_err();
+        assert!(format!("{err:#}").contains("is empty"), "{err:#}");
+        let err = options(&dir.join("missing")).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("cannot read the password file"),
+            "{err:#}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

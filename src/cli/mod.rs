@@ -12,6 +12,7 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use ipnet::IpNet;
+use tunnel::Vni;
 
 use crate::home::Home;
 
@@ -91,16 +92,16 @@ pub struct LaunchArgs {
     /// VXLAN network identifier of the default network (match it to an existing VTEP).
     /// It is saved: a relaunch without --vni keeps it, and a different --vni changes it
     /// (launch says so; peers must change theirs too). [default: the saved VNI, else 1]
-    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=0xff_ffff))]
-    pub vni: Option<u32>,
+    #[arg(long, value_parser = crate::api::codec::parse_vni)]
+    pub vni: Option<Vni>,
     /// UDP port for VXLAN, ours and the peers' (unless a peer names its own).
-    #[arg(long, default_value_t = 4789)]
+    #[arg(long, default_value_t = tunnel::vxlan::DEFAULT_PORT)]
     pub vxlan_port: u16,
     /// TCP port of the peer mesh control connections.
-    #[arg(long, default_value_t = 6783)]
+    #[arg(long, default_value_t = mesh::protocol::DEFAULT_LISTEN_PORT)]
     pub port: u16,
     /// UDP port of the encrypted tunnel (the fallback and relay path).
-    #[arg(long, default_value_t = 6784)]
+    #[arg(long, default_value_t = tunnel::crypto::datagram::DEFAULT_PORT)]
     pub tunnel_port: u16,
     /// Overlay MTU given to containers. [default: underlay MTU minus encapsulation overhead]
     #[arg(long, value_parser = clap::value_parser!(u32).range(576..=65000))]
@@ -277,8 +278,8 @@ pub enum NetworkCommand {
         /// The network's name.
         name: String,
         /// Its VXLAN network identifier.
-        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=0xff_ffff))]
-        vni: Option<u32>,
+        #[arg(long, value_parser = crate::api::codec::parse_vni)]
+        vni: Option<Vni>,
     },
     /// List networks and their VNIs.
     Ls,

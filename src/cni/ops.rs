@@ -18,8 +18,7 @@ use super::delegate::Delegate;
 use super::netns_ops;
 use crate::api::client::{Client, ClientError};
 use crate::api::report::StatusReport;
-use crate::api::{AttachRequest, DetachRequest};
-use crate::state::EndpointRecord;
+use crate::api::{AttachRequest, DetachRequest, Endpoint};
 
 /// One invocation: its parameters, its configuration (checked and raw) and the router.
 #[derive(Debug)]
@@ -119,11 +118,11 @@ pub(super) fn requested_addresses(inv: &Invocation, conf: &NetConf) -> Result<Ad
 }
 
 impl Call<'_> {
-    fn endpoints(&self) -> Result<Vec<EndpointRecord>, CniError> {
+    fn endpoints(&self) -> Result<Vec<Endpoint>, CniError> {
         self.client.get("/ps").map_err(router_error)
     }
 
-    fn endpoint_of(&self, owner: &str) -> Result<Option<EndpointRecord>, CniError> {
+    fn endpoint_of(&self, owner: &str) -> Result<Option<Endpoint>, CniError> {
         Ok(self
             .endpoints()?
             .into_iter()
@@ -137,7 +136,7 @@ impl Call<'_> {
             network: None,
         };
         self.client
-            .post::<_, Vec<EndpointRecord>>("/detach", &req)
+            .post::<_, Vec<Endpoint>>("/detach", &req)
             .map(drop)
             .map_err(router_error)
     }
@@ -148,7 +147,7 @@ impl Call<'_> {
         ifname: &str,
         owner: &str,
         addresses: &Addresses,
-    ) -> Result<EndpointRecord, CniError> {
+    ) -> Result<Endpoint, CniError> {
         let req = AttachRequest {
             target: netns.to_string_lossy().into_owned(),
             ips: match addresses {
@@ -158,7 +157,20 @@ impl Call<'_> {
             network: self.conf.network.clone(),
             ifname: Some(ifname.to_string()),
             mtu: self.conf.mtu,
-            mac: self.conf.runtime_mac.clone(),
+            mac: self
+                .conf
+                .runtime_mac
+                .as_deref()
+                .map(|m| {
+                    m.parse::<wire::Mac>().map_err(|e| {
+                        CniError::new(
+                            ErrorCode::InvalidConfig,
+                            "invalid runtimeConfig.mac",
+                            e.to_string(),
+                        )
+                    })
+                })
+                .transpose()?,
             owner: Some(owner.to_string()),
             handover: false,
         };
@@ -293,7 +305,7 @@ impl Call<'_> {
                 seen.mac
             )));
         }
-        if !ep.mac.eq_ignore_ascii_case(&seen.mac) {
+        if !ep.mac.to_string().eq_ignore_ascii_case(&seen.mac) {
             return Err(failed(format!(
                 "{ifname} has MAC {}, the weft router attached {}",
                 seen.mac, ep.mac
@@ -383,11 +395,7 @@ impl Call<'_> {
     }
 
     /// The gateway and the routes the container gets.
-    fn route_plan(
-        &self,
-        ep: &EndpointRecord,
-        ipam: Option<&CniResult>,
-    ) -> Result<RoutePlan, CniError> {
+    fn route_plan(&self, ep: &Endpoint, ipam: Option<&CniResult>) -> Result<RoutePlan, CniError> {
         let gateway = match self.conf.gateway {
             None => ipam.and_then(|r| r.ips.iter().find_map(|i| i.gateway)),
             Some(WeftGateway::Address(a)) => Some(a),
@@ -417,7 +425,7 @@ impl Call<'_> {
     }
 
     /// This host's `weft expose` address on the endpoint's subnet.
-    fn host_gateway(&self, ep: &EndpointRecord) -> Result<IpAddr, CniError> {
+    fn host_gateway(&self, ep: &Endpoint) -> Result<IpAddr, CniError> {
         let report: StatusReport = self.client.get("/status").map_err(router_error)?;
         report
             .networks
@@ -442,7 +450,7 @@ impl Call<'_> {
     /// The spec result of an attachment, appended to `prevResult` when there is one.
     fn result(
         &self,
-        ep: &EndpointRecord,
+        ep: &Endpoint,
         netns: &Path,
         plan: &RoutePlan,
         ipam: Option<&CniResult>,
@@ -455,7 +463,7 @@ impl Call<'_> {
                 },
                 Interface {
                     name: ep.ifname.clone(),
-                    mac: Some(ep.mac.clone()),
+                    mac: Some(ep.mac.to_string()),
                     mtu: Some(ep.mtu),
                     sandbox: Some(netns.to_string_lossy().into_owned()),
                     ..Interface::default()

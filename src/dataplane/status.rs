@@ -5,7 +5,7 @@ use tunnel::PathState;
 use tunnel::path::Path;
 
 use super::DataplaneStatus;
-use crate::api::report::{PeerReport, PortReport, TableReport};
+use crate::api::report::{DataPath, Heartbeat, PeerReport, PortKind, PortReport, TableReport};
 
 /// The API's view of a core snapshot; `gso` says whether UDP GSO is in use.
 pub(super) fn report(status: Status, gso: bool) -> DataplaneStatus {
@@ -16,7 +16,10 @@ pub(super) fn report(status: Status, gso: bool) -> DataplaneStatus {
             .into_iter()
             .map(|p| PortReport {
                 id: p.id.0,
-                kind: p.kind.name().into(),
+                kind: match p.kind {
+                    datapath::LocalPortKind::Veth => PortKind::Veth,
+                    datapath::LocalPortKind::Tap => PortKind::Tap,
+                },
                 name: p.name,
                 network: p.network,
                 rx_frames: p.counters.rx_frames,
@@ -66,19 +69,19 @@ fn reason(why: PathWhy) -> String {
 
 fn peer(p: PeerStatus) -> PeerReport {
     let (heartbeat, rtt_us) = match p.heartbeat {
-        PathState::Up { rtt } => ("up", Some(rtt.as_micros() as u64)),
-        PathState::Down { .. } => ("down", None),
-        PathState::Unknown => ("unknown", None),
+        PathState::Up { rtt } => (Heartbeat::Up, Some(rtt.as_micros() as u64)),
+        PathState::Down { .. } => (Heartbeat::Down, None),
+        PathState::Unknown => (Heartbeat::Unknown, None),
     };
     PeerReport {
-        address: p.addr.map_or_else(|| "-".into(), |a| a.to_string()),
-        name: p.name.map(|n| n.to_string()),
+        address: p.addr,
+        name: p.name,
         nickname: p.nickname,
-        path: p.path.name().to_string(),
+        path: DataPath::from(p.path),
         reason: reason(p.why),
-        via: p.via.map(|r| r.to_string()),
+        via: p.via,
         via_nickname: p.via_nickname,
-        heartbeat: heartbeat.into(),
+        heartbeat,
         rtt_us,
         tx_frames: p.counters.tx_frames,
         tx_bytes: p.counters.tx_bytes,

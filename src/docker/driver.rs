@@ -354,13 +354,10 @@ impl Plugin {
             network: net.weft.clone(),
             ifname: Some(DST_PREFIX.to_string()),
             mtu: net.options.mtu,
-            mac: c
-                .mac
-                .or_else(|| {
-                    let ip = c.addresses.iter().find(|a| a.addr().is_ipv4())?;
-                    Some(stable_mac(net.weft.as_deref(), ip.addr()))
-                })
-                .map(|m| m.to_string()),
+            mac: c.mac.or_else(|| {
+                let ip = c.addresses.iter().find(|a| a.addr().is_ipv4())?;
+                Some(stable_mac(net.weft.as_deref(), ip.addr()))
+            }),
             owner: Some(owner.clone()),
             handover: true,
         };

@@ -520,7 +520,7 @@ impl MeshLoop {
                         "connected to peer {peer} ({nickname}) at {}, {}; encryption: {}",
                         link.remote,
                         if outbound { "outbound" } else { "inbound" },
-                        link.encryption()
+                        link.encryption().describe()
                     );
                 }
                 let link = self
@@ -616,12 +616,9 @@ impl MeshLoop {
                 let info = ConnectionInfo {
                     remote: l.remote,
                     outbound: l.direction == Direction::Outbound,
-                    stage: l.stage_name(),
-                    peer: l
-                        .peer
-                        .or_else(|| core.and_then(|c| c.peer))
-                        .map(|p| p.octets()),
-                    encryption: l.encryption().to_string(),
+                    state: l.state(),
+                    peer: l.peer.or_else(|| core.and_then(|c| c.peer)),
+                    encryption: l.encryption(),
                     last_error: core.and_then(|c| c.last_error.clone()),
                 };
                 (token, info)

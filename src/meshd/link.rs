@@ -22,6 +22,8 @@ use tunnel::crypto::{
     ControlCipher, ControlError, Handshake, HandshakeError, HandshakePayload, RecordDecoder, Role,
 };
 
+use crate::api::report::{ConnectionEncryption, ConnectionState};
+
 /// Bytes queued for one peer beyond which it is considered to have stopped reading.
 pub(super) const MAX_OUTGOING: usize = 16 * 1024 * 1024;
 
@@ -234,22 +236,23 @@ impl ControlLink {
     }
 
     /// The stage's name for `weft status`.
-    pub(super) fn stage_name(&self) -> &'static str {
+    pub(super) fn state(&self) -> ConnectionState {
         match self.stage {
-            Stage::Connecting { .. } => "connecting",
-            Stage::Preamble { .. } => "preamble",
-            Stage::Handshake { .. } => "handshake",
-            Stage::Established { .. } => "established",
-            Stage::Closing { .. } => "closing",
+            Stage::Connecting { .. } => ConnectionState::Connecting,
+            Stage::Preamble { .. } => ConnectionState::Preamble,
+            Stage::Handshake { .. } => ConnectionState::Handshake,
+            Stage::Established { .. } => ConnectionState::Established,
+            // Being closed: for status it has ended.
+            Stage::Closing { .. } => ConnectionState::Failed,
         }
     }
 
     /// How the connection is protected, for `weft status`.
-    pub(super) fn encryption(&self) -> &'static str {
+    pub(super) fn encryption(&self) -> ConnectionEncryption {
         match &self.secured {
-            Some(s) if s.authenticated => "password (authenticated)",
-            Some(_) => "unauthenticated (stops passive capture only)",
-            None => "-",
+            Some(s) if s.authenticated => ConnectionEncryption::Password,
+            Some(_) => ConnectionEncryption::Unauthenticated,
+            None => ConnectionEncryption::Pending,
         }
     }
 

@@ -84,12 +84,12 @@ fn any_read_boundaries_complete_the_handshake_and_carry_plaintext() {
             // Sent before the handshake finished: held back, then sealed.
             a.send_plain(b"hello from the initiator").unwrap();
             b.send_plain(b"hello from the responder").unwrap();
-            assert_eq!(a.encryption(), "-");
+            assert_eq!(a.encryption(), ConnectionEncryption::Pending);
             let (pa, pb) = run(&mut a, &mut b, (&ca, &cb), chunk);
             assert_eq!(pa.unwrap(), b"hello from the responder", "chunk {chunk}");
             assert_eq!(pb.unwrap(), b"hello from the initiator", "chunk {chunk}");
-            assert_eq!(a.stage_name(), "established");
-            assert_eq!(b.stage_name(), "established");
+            assert_eq!(a.state(), ConnectionState::Established);
+            assert_eq!(b.state(), ConnectionState::Established);
             let (sa, sb) = (a.secured.as_ref().unwrap(), b.secured.as_ref().unwrap());
             assert_eq!((sa.local_index, sa.remote_index), (11, 22));
             assert_eq!((sb.local_index, sb.remote_index), (22, 11));

@@ -45,7 +45,7 @@ pub struct MeshdConfig {
     /// Where control connections are accepted (0.0.0.0:6783 by default; port 0 picks one).
     pub listen: SocketAddr,
     /// The router's peer name (persisted by the router).
-    pub name: [u8; 6],
+    pub name: mesh::PeerName,
     /// The router's human-readable name (cut to 64 bytes).
     pub nickname: String,
     /// Our VXLAN UDP port, announced to peers.
@@ -70,7 +70,7 @@ impl fmt::Debug for MeshdConfig {
         // The password's key stays out of logs.
         f.debug_struct("MeshdConfig")
             .field("listen", &self.listen)
-            .field("name", &mesh::PeerName(self.name))
+            .field("name", &self.name)
             .field("nickname", &self.nickname)
             .field("vxlan_port", &self.vxlan_port)
             .field("tunnel_port", &self.tunnel_port)
@@ -106,7 +106,7 @@ impl Meshd {
         let local_addr = listener
             .local_addr()
             .context("cannot read the mesh listener's address")?;
-        let name = mesh::PeerName(config.name);
+        let name = config.name;
         let mut mesh_config = mesh::MeshConfig::new(
             name,
             mesh::Nickname::truncated(&config.nickname),

@@ -8,6 +8,8 @@
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
 
+use crate::api::report::{ConnectionEncryption, ConnectionState};
+
 /// Failed connections remembered for status.
 pub(super) const FAILURE_LOG_LEN: usize = 32;
 
@@ -27,14 +29,12 @@ pub struct ConnectionInfo {
     pub remote: SocketAddr,
     /// Whether this router dialled it.
     pub outbound: bool,
-    /// "connecting", "preamble", "handshake", "established", or "failed" for a connection
-    /// that closed before it was established.
-    pub stage: &'static str,
+    /// Where it is; `Failed` for a connection that closed before it was established.
+    pub state: ConnectionState,
     /// The peer, once its Hello arrived.
-    pub peer: Option<[u8; 6]>,
-    /// "password (authenticated)", "unauthenticated (stops passive capture only)", or "-"
-    /// while the key exchange has not finished.
-    pub encryption: String,
+    pub peer: Option<mesh::PeerName>,
+    /// How it is protected (`Pending` while the key exchange has not finished).
+    pub encryption: ConnectionEncryption,
     /// Why it failed, or the last non-fatal problem seen on it.
     pub last_error: Option<String>,
 }
@@ -74,9 +74,9 @@ impl FailureLog {
         let info = ConnectionInfo {
             remote,
             outbound,
-            stage: "failed",
+            state: ConnectionState::Failed,
             peer: None,
-            encryption: "-".into(),
+            encryption: ConnectionEncryption::Pending,
             last_error: Some(error),
         };
         self.entries.push_back((key, info));

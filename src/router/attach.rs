@@ -15,7 +15,7 @@ use std::str::FromStr as _;
 use ipnet::IpNet;
 
 use super::{LINK_PREFIX, PortBinding, Router, handover};
-use crate::api::{ApiError, AttachRequest, DetachRequest};
+use crate::api::{ApiError, AttachRequest, DetachRequest, Endpoint};
 use crate::dataplane::{KnownEndpoint, LocalPort, PortHandle};
 use crate::io::{PacketPort, PortOptions};
 use crate::netlink::{Netlink, NetlinkError};
@@ -42,6 +42,21 @@ fn host_ifname(netns: (u64, u64), ifname: &str, network: &str) -> String {
         h = h.wrapping_mul(0x0100_0000_01b3);
     }
     format!("{LINK_PREFIX}{:010x}", h & 0xff_ffff_ffff)
+}
+
+/// An endpoint as the API shows it, from its record in the state file.
+pub(super) fn endpoint_of(record: &EndpointRecord) -> Endpoint {
+    Endpoint {
+        target: record.target.clone(),
+        network: record.network.clone(),
+        ifname: record.ifname.clone(),
+        host_ifname: record.host_ifname.clone(),
+        mac: record.mac,
+        ips: record.ips.clone(),
+        mtu: record.mtu,
+        owner: record.owner.clone(),
+        handover_ifname: record.handover_ifname.clone(),
+    }
 }
 
 /// Deletes a freshly created veth if the attach does not complete.
@@ -85,7 +100,7 @@ enum ContainerSide {
 
 impl Router {
     /// Attaches a container (see the module docs).
-    pub(super) fn attach(&mut self, req: &AttachRequest) -> Result<EndpointRecord, ApiError> {
+    pub(super) fn attach(&mut self, req: &AttachRequest) -> Result<Endpoint, ApiError> {
         // A runtime retrying an ADD gets the endpoint it already has: no second veth,
         // no second address.
         if let Some(owner) = &req.owner {
@@ -100,7 +115,7 @@ impl Router {
                 .iter()
                 .find(|e| e.owner.as_ref() == Some(owner))
             {
-                return Ok(ep.clone());
+                return Ok(endpoint_of(ep));
             }
         }
         let side = if req.handover {
@@ -156,11 +171,8 @@ impl Router {
                 )));
             }
         }
-        let mac = match &req.mac {
-            Some(m) => {
-                let mac = m
-                    .parse::<wire::Mac>()
-                    .map_err(|e| ApiError::bad_request(e.to_string()))?;
+        let mac = match req.mac {
+            Some(mac) => {
                 if !mac.is_valid_source() {
                     return Err(ApiError::bad_request(format!(
                         "MAC {mac} is not a unicast address"
@@ -242,7 +254,7 @@ impl Router {
             network,
             ifname,
             host_ifname: host_name.clone(),
-            mac: mac.to_string(),
+            mac,
             ips: req.ips.clone(),
             mtu,
             owner: req.owner.clone(),
@@ -259,7 +271,7 @@ impl Router {
             .insert(host_name, PortBinding { port: port_id });
         self.publish_endpoints();
         tracing::info!(target = %record.target, ifname = %record.ifname, mac = %record.mac, network = %record.network, "attached");
-        Ok(record)
+        Ok(endpoint_of(&record))
     }
 
     /// Which endpoint (or the host) uses `addr` on `network`.
@@ -280,7 +292,7 @@ impl Router {
     }
 
     /// Detaches the endpoints of a target.
-    pub(super) fn detach(&mut self, req: &DetachRequest) -> Result<Vec<EndpointRecord>, ApiError> {
+    pub(super) fn detach(&mut self, req: &DetachRequest) -> Result<Vec<Endpoint>, ApiError> {
         // Match by namespace identity when the namespace still exists, so any name of the
         // same container works; fall back to the recorded target text when it is gone.
         let live_id = NetnsTarget::from_str(&req.target)
@@ -301,7 +313,7 @@ impl Router {
         self.state.endpoints = kept;
         if gone.is_empty() && req.owner.is_some() {
             // Detaching by owner is idempotent: a runtime's repeated DEL succeeds.
-            return Ok(gone);
+            return Ok(gone.iter().map(endpoint_of).collect());
         }
         if gone.is_empty() {
             return Err(ApiError::not_found(format!(
@@ -333,7 +345,7 @@ impl Router {
         }
         self.save().map_err(|e| ApiError::internal(&e))?;
         self.publish_endpoints();
-        Ok(gone)
+        Ok(gone.iter().map(endpoint_of).collect())
     }
 
     /// Re-opens the ports of endpoints recorded before a restart. An endpoint whose host
@@ -361,7 +373,7 @@ impl Router {
                 let (_, net) = self
                     .network_for(Some(&ep.network))
                     .map_err(|e| anyhow::anyhow!(e.message))?;
-                let mac: wire::Mac = ep.mac.parse()?;
+                let mac = ep.mac;
                 if !link.up {
                     nl.set_up(link.index, true)?;
                 }

@@ -38,7 +38,10 @@ pub(crate) fn tap_name(network: &str) -> String {
         return name;
     }
     let prefix: String = network.chars().take(4).collect();
-    format!("weft-{prefix}{:06x}", super::networks::derived_vni(network))
+    format!(
+        "weft-{prefix}{:06x}",
+        super::networks::derived_vni(network).get()
+    )
 }
 
 fn internal(e: impl std::fmt::Display) -> ApiError {

@@ -1,16 +1,11 @@
 //! The router's side of the peer mesh: its identity and password, the endpoints it
 //! announces, and the control connections shown in `weft status`.
 
-use anyhow::Context as _;
 use tunnel::crypto::identity::StaticKeypair;
 
 use super::Router;
-use crate::api::report::{ConnectionReport, TargetReport};
-use crate::cli::LaunchArgs;
+use crate::api::report::{ConnectionReport, Direction, TargetReport, TargetSource, TargetState};
 use crate::state::State;
-
-/// The environment variable that may carry the mesh password instead of a file.
-pub(super) const PASSWORD_ENV: &str = "WEFT_PASSWORD";
 
 /// The router's static handshake key, generated and persisted on first launch.
 pub(super) fn static_key(state: &mut State) -> anyhow::Result<StaticKeypair> {
@@ -24,38 +19,6 @@ pub(super) fn static_key(state: &mut State) -> anyhow::Result<StaticKeypair> {
     Ok(key)
 }
 
-/// The pre-shared key derived from `--password-file` or `WEFT_PASSWORD`, if either is set.
-pub(super) fn password_psk(args: &LaunchArgs) -> anyhow::Result<Option<[u8; 32]>> {
-    let password = match (&args.password_file, std::env::var_os(PASSWORD_ENV)) {
-        (Some(path), _) => {
-            let text = std::fs::read(path)
-                .with_context(|| format!("cannot read the password file {}", path.display()))?;
-            // A trailing newline is an editor's, not the password's.
-            let mut text = text.as_slice();
-            while let Some(rest) = text
-                .strip_suffix(b"\n")
-                .or_else(|| text.strip_suffix(b"\r"))
-            {
-                text = rest;
-            }
-            anyhow::ensure!(
-                !text.is_empty(),
-                "the password file {} is empty",
-                path.display()
-            );
-            text.to_vec()
-        }
-        (None, Some(env)) => {
-            anyhow::ensure!(!env.is_empty(), "{PASSWORD_ENV} is set but empty");
-            env.into_encoded_bytes()
-        }
-        (None, None) => return Ok(None),
-    };
-    let psk = tunnel::crypto::password::psk_from_password(&password)
-        .map_err(|e| anyhow::anyhow!("bad password: {e}"))?;
-    Ok(Some(psk))
-}
-
 impl Router {
     /// Tells the mesh which endpoints this router serves (containers and host ports), so
     /// other routers answer ARP for them and forward to them without flooding.
@@ -63,14 +26,12 @@ impl Router {
         let Some(meshd) = &self.meshd else { return };
         let mut endpoints = Vec::new();
         for ep in &self.state.endpoints {
-            let (Some(net), Ok(mac)) =
-                (self.networks.get(&ep.network), ep.mac.parse::<wire::Mac>())
-            else {
+            let Some(net) = self.networks.get(&ep.network) else {
                 continue;
             };
             endpoints.push(mesh::Endpoint {
-                vni: net.vni,
-                mac: mac.0,
+                vni: net.vni.get(),
+                mac: ep.mac.0,
                 ips: ep.ips.iter().map(ipnet::IpNet::addr).collect(),
             });
         }
@@ -85,7 +46,7 @@ impl Router {
                 .map(|x| x.addrs.iter().map(ipnet::IpNet::addr).collect())
                 .unwrap_or_default();
             endpoints.push(mesh::Endpoint {
-                vni: net.vni,
+                vni: net.vni.get(),
                 mac: hp.mac.0,
                 ips,
             });
@@ -119,19 +80,28 @@ impl Router {
                 }
             }
         }
-        let text = |v: serde_json::Result<serde_json::Value>| match v {
-            Ok(serde_json::Value::String(s)) => s,
-            Ok(other) => other.to_string(),
-            Err(_) => String::new(),
-        };
         let targets = status
             .mesh
             .targets
             .iter()
             .map(|t| TargetReport {
-                address: t.addr.to_string(),
-                source: text(serde_json::to_value(t.source)).to_lowercase(),
-                state: text(serde_json::to_value(t.state)).to_lowercase(),
+                target: self
+                    .asked
+                    .get(&t.addr)
+                    .cloned()
+                    .unwrap_or_else(|| t.addr.to_string()),
+                address: Some(t.addr),
+                source: match t.source {
+                    mesh::TargetSource::Explicit => TargetSource::Explicit,
+                    mesh::TargetSource::Discovered => TargetSource::Discovered,
+                },
+                state: match t.state {
+                    mesh::TargetState::Connecting => TargetState::Connecting,
+                    mesh::TargetState::Connected => TargetState::Connected,
+                    mesh::TargetState::Retrying => TargetState::Retrying,
+                    mesh::TargetState::Waiting => TargetState::Waiting,
+                    mesh::TargetState::Failed => TargetState::Failed,
+                },
                 attempts: t.attempts,
                 next_retry_secs: t.next_retry_in_secs,
                 last_error: t.last_error.clone(),
@@ -141,21 +111,23 @@ impl Router {
             .connections
             .iter()
             .map(|c| {
-                let peer = c.peer.map(|n| wire::Mac(n).to_string());
-                let report = peer
-                    .as_ref()
-                    .and_then(|n| peers.iter().find(|p| p.name.as_ref() == Some(n)));
-                let path = report
-                    .map(|p| format!("{} ({})", p.path_text(), p.reason))
-                    .unwrap_or_else(|| "-".into());
+                let report = c
+                    .peer
+                    .and_then(|n| peers.iter().find(|p| p.name == Some(n)));
                 ConnectionReport {
-                    direction: if c.outbound { "->".into() } else { "<-".into() },
-                    address: c.remote.to_string(),
-                    state: c.stage.to_string(),
-                    peer,
-                    path,
-                    via: report.and_then(|p| p.via.clone()),
-                    encryption: c.encryption.clone(),
+                    direction: if c.outbound {
+                        Direction::Outbound
+                    } else {
+                        Direction::Inbound
+                    },
+                    address: c.remote,
+                    state: c.state,
+                    peer: c.peer,
+                    path: report.map(|p| p.path),
+                    path_reason: report.map(|p| p.reason.clone()),
+                    via: report.and_then(|p| p.via),
+                    via_nickname: report.and_then(|p| p.via_nickname.clone()),
+                    encryption: c.encryption,
                     last_error: c.last_error.clone(),
                 }
             })

@@ -9,18 +9,23 @@ mod expose;
 mod handover;
 mod meshlink;
 pub mod networks;
+mod options;
 mod report;
 mod resolve;
 
+use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs as _};
 use std::time::Instant;
 
 use anyhow::Context as _;
 use learning::PortId;
+use mesh::PeerName;
+use tunnel::Vni;
+
+pub use options::{PeerSpec, Ports, RouterOptions};
 
 use crate::api::ApiError;
 use crate::api::server::{Handler, Request, Response};
-use crate::cli::LaunchArgs;
 use crate::dataplane::{Dataplane, DataplaneConfig, NetworkDef};
 use crate::home::Home;
 use crate::io::UdpOptions;
@@ -29,7 +34,7 @@ use crate::state::State;
 use networks::{DEFAULT_NETWORK, Networks};
 
 /// The default network's VNI when `launch --vni` is not given.
-pub const DEFAULT_VNI: u32 = 1;
+pub const DEFAULT_VNI: Vni = crate::api::codec::const_vni(1);
 /// Interface-name prefix of every link weft creates in the router's namespace.
 pub const LINK_PREFIX: &str = "wf";
 
@@ -37,17 +42,15 @@ pub const LINK_PREFIX: &str = "wf";
 #[derive(Debug, Clone)]
 pub struct RouterConfig {
     /// The router's peer name.
-    pub name: wire::Mac,
+    pub name: PeerName,
     /// Human-readable name.
     pub nickname: String,
-    /// VXLAN port.
-    pub vxlan_port: u16,
+    /// Our ports.
+    pub ports: Ports,
     /// MTU of the underlay.
     pub underlay_mtu: u32,
     /// MTU given to containers.
     pub overlay_mtu: u32,
-    /// TCP port of the mesh control connections (ours and, by default, the peers').
-    pub mesh_port: u16,
     /// A mesh password is set.
     pub password_set: bool,
 }
@@ -67,38 +70,30 @@ pub struct Router {
     networks: Networks,
     dataplane: Option<Dataplane>,
     /// Ports of attached endpoints, by host-side interface name.
-    endpoint_ports: std::collections::BTreeMap<String, PortBinding>,
+    endpoint_ports: BTreeMap<String, PortBinding>,
     /// Host ports (TAP) by network name.
-    host_ports: std::collections::BTreeMap<String, expose::HostPort>,
+    host_ports: BTreeMap<String, expose::HostPort>,
     /// The mesh thread (control connections).
     meshd: Option<crate::meshd::Meshd>,
     /// Saved peers whose names did not resolve at launch, still being retried.
     pending_peers: Option<resolve::PendingPeers>,
+    /// The peers named at launch or with `connect`, as the user wrote them, by the mesh
+    /// address they are dialled at: status shows what was asked.
+    asked: BTreeMap<SocketAddr, String>,
     started: Instant,
 }
 
 impl Router {
     /// Starts the data plane, restores networks, endpoints and host ports from the state
     /// file, and connects to the peers named at launch and remembered from `connect`.
-    pub fn start(home: &Home, args: &LaunchArgs) -> anyhow::Result<Self> {
+    pub fn start(home: &Home, options: &RouterOptions) -> anyhow::Result<Self> {
         let mut state = State::load(&home.state_file())?;
-        let name = match state.peer_name.as_deref().map(str::parse::<wire::Mac>) {
-            Some(Ok(m)) => m,
-            Some(Err(e)) => anyhow::bail!("weft state has an invalid peer name: {e}"),
-            None => {
-                let m = wire::Mac::local_from_bytes(rand::random());
-                state.peer_name = Some(m.to_string());
-                m
-            }
-        };
+        let name = *state
+            .peer_name
+            .get_or_insert_with(|| PeerName::random(&mut rand::rng()));
         let static_key = meshlink::static_key(&mut state)?;
-        let psk = meshlink::password_psk(args)?;
-        let nickname = args.nickname.clone().unwrap_or_else(|| {
-            nix::unistd::gethostname()
-                .ok()
-                .and_then(|h| h.into_string().ok())
-                .unwrap_or_else(|| "weft".into())
-        });
+        let psk = options.psk;
+        let ports = options.ports;
         let underlay_mtu = detect_underlay_mtu().unwrap_or(1500);
         // With a password every untrusted peer is reached through the encrypted tunnel,
         // so containers get the MTU that fits it; without one, VXLAN's.
@@ -106,16 +101,15 @@ impl Router {
             tunnel::Underlay::V4,
             underlay_mtu as usize,
             psk.is_some(),
-            args.mtu.map(|m| m as usize),
+            options.mtu.map(|m| m as usize),
         );
         let overlay_mtu = u32::try_from(mtu.overlay).unwrap_or(u32::MAX);
         let config = RouterConfig {
             name,
-            nickname,
-            vxlan_port: args.vxlan_port,
+            nickname: options.nickname.clone(),
+            ports,
             underlay_mtu,
             overlay_mtu,
-            mesh_port: args.port,
             password_set: psk.is_some(),
         };
         tracing::info!(
@@ -127,27 +121,32 @@ impl Router {
             "router identity"
         );
 
-        let (vni, replaced) = default_vni(state.default_vni, args.vni);
+        let (vni, replaced) = default_vni(state.default_vni, options.vni);
         if let Some(old) = replaced {
             tracing::warn!(
-                old,
-                new = vni,
+                %old,
+                new = %vni,
                 "the default network's VNI changes (launch --vni)"
             );
         }
         state.default_vni = Some(vni);
 
-        // A peer named on this command line must resolve (launch checked it already); a
-        // saved one that does not is retried in the background, so one stale name never
-        // blocks a relaunch.
+        // The peers named on this command line resolved at the CLI; a saved one that
+        // does not is retried in the background, so one stale name never blocks a
+        // relaunch.
+        let mut asked = BTreeMap::new();
         let mut peers = Vec::new();
-        for p in &args.peers {
-            peers.push(resolve_peer(p, args.vxlan_port)?);
+        for p in &options.peers {
+            peers.push(p.addr);
+            asked.insert(SocketAddr::new(p.addr.ip(), ports.mesh), p.spec.clone());
         }
         let mut unresolved = Vec::new();
         for t in &state.targets {
-            match resolve_peer(t, args.vxlan_port) {
-                Ok(a) => peers.push(a),
+            match resolve_peer(t, ports.vxlan) {
+                Ok(a) => {
+                    peers.push(a);
+                    asked.insert(SocketAddr::new(a.ip(), ports.mesh), t.clone());
+                }
                 Err(e) => {
                     tracing::warn!("saved peer {t}: {e:#}; retrying in the background");
                     unresolved.push((t.clone(), format!("{e:#}")));
@@ -158,39 +157,39 @@ impl Router {
         peers.dedup();
 
         let udp = UdpOptions {
-            gso: !args.no_gso,
+            gso: options.gso,
             ..UdpOptions::default()
         };
         let dataplane = Dataplane::start(DataplaneConfig {
-            vxlan_bind: SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), args.vxlan_port),
+            vxlan_bind: SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), ports.vxlan),
             mtu,
-            local_name: mesh::PeerName(name.0),
+            local_name: name,
             udp,
             send_sockets: 16,
-            tunnel_bind: SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), args.tunnel_port),
+            tunnel_bind: SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), ports.tunnel),
             password_set: psk.is_some(),
-            trusted_subnets: args.trusted_subnets.clone(),
+            trusted_subnets: options.trusted_subnets.clone(),
         })
         .with_context(|| {
             format!(
                 "cannot start the data plane (are UDP ports {} and {} free?)",
-                args.vxlan_port, args.tunnel_port
+                ports.vxlan, ports.tunnel
             )
         })?;
         let meshd = crate::meshd::Meshd::start(
             crate::meshd::MeshdConfig {
-                listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), args.port),
-                name: name.0,
+                listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), ports.mesh),
+                name,
                 nickname: config.nickname.clone(),
-                vxlan_port: args.vxlan_port,
-                tunnel_port: args.tunnel_port,
+                vxlan_port: ports.vxlan,
+                tunnel_port: ports.tunnel,
                 psk,
                 static_key,
-                conn_limit: args.conn_limit,
-                discovery: !args.no_discovery,
+                conn_limit: options.conn_limit,
+                discovery: options.discovery,
                 targets: peers
                     .iter()
-                    .map(|p| SocketAddr::new(p.ip(), args.port))
+                    .map(|p| SocketAddr::new(p.ip(), ports.mesh))
                     .collect(),
             },
             dataplane.mesh_sink(),
@@ -198,7 +197,7 @@ impl Router {
         .with_context(|| {
             format!(
                 "cannot start the peer mesh (is TCP port {} free?)",
-                args.port
+                ports.mesh
             )
         })?;
 
@@ -208,14 +207,15 @@ impl Router {
             config,
             networks: Networks::default(),
             dataplane: Some(dataplane),
-            endpoint_ports: Default::default(),
-            host_ports: Default::default(),
+            endpoint_ports: BTreeMap::new(),
+            host_ports: BTreeMap::new(),
             meshd: Some(meshd),
             pending_peers: None,
+            asked,
             started: Instant::now(),
         };
         router.declare_network(DEFAULT_NETWORK, vni)?;
-        let named: Vec<(String, u32)> = router
+        let named: Vec<(String, Vni)> = router
             .state
             .networks
             .iter()
@@ -230,7 +230,7 @@ impl Router {
         router.restore_host_ports();
         router.dataplane()?.add_peers(peers)?;
         if !unresolved.is_empty() {
-            router.pending_peers = Some(resolve::PendingPeers::start(unresolved, args.vxlan_port)?);
+            router.pending_peers = Some(resolve::PendingPeers::start(unresolved, ports.vxlan)?);
         }
         router.publish_endpoints();
         router.save()?;
@@ -241,7 +241,7 @@ impl Router {
     fn mesh_addrs(&self, addrs: &[SocketAddr]) -> Vec<SocketAddr> {
         addrs
             .iter()
-            .map(|a| SocketAddr::new(a.ip(), self.config.mesh_port))
+            .map(|a| SocketAddr::new(a.ip(), self.config.ports.mesh))
             .collect()
     }
 
@@ -282,7 +282,7 @@ impl Router {
     }
 
     /// Adds a network to the registry and the data plane.
-    fn declare_network(&mut self, name: &str, vni: u32) -> anyhow::Result<networks::NetworkEntry> {
+    fn declare_network(&mut self, name: &str, vni: Vni) -> anyhow::Result<networks::NetworkEntry> {
         if let Some(e) = self.networks.get(name)
             && e.vni == vni
         {
@@ -292,7 +292,7 @@ impl Router {
         self.dataplane()?.add_network(NetworkDef {
             id: entry.id,
             name: name.to_string(),
-            vni: tunnel::Vni::new(vni).context("VNI out of range")?,
+            vni,
         })?;
         Ok(entry)
     }
@@ -347,7 +347,7 @@ impl Router {
         }
         self.save().map_err(|e| ApiError::internal(&e))?;
         Ok(Response::Json(
-            serde_json::json!({ "name": req.name, "vni": entry.vni }),
+            serde_json::json!({ "name": req.name, "vni": entry.vni.get() }),
         ))
     }
 
@@ -390,7 +390,7 @@ impl Router {
         let mut addrs = Vec::new();
         for p in peers {
             addrs.push(
-                resolve_peer(p, self.config.vxlan_port)
+                resolve_peer(p, self.config.ports.vxlan)
                     .map_err(|e| ApiError::bad_request(format!("{e:#}")))?,
             );
         }
@@ -432,7 +432,13 @@ impl Handler for Router {
                 serde_json::json!({ "pid": std::process::id() }),
             )),
             Request::Status => json(serde_json::to_value(self.status_report()?)),
-            Request::Ps => json(serde_json::to_value(&self.state.endpoints)),
+            Request::Ps => json(serde_json::to_value(
+                self.state
+                    .endpoints
+                    .iter()
+                    .map(attach::endpoint_of)
+                    .collect::<Vec<_>>(),
+            )),
             Request::Metrics => Ok(Response::Text(self.metrics()?)),
             Request::Attach(req) => json(serde_json::to_value(self.attach(&req)?)),
             Request::Detach(req) => json(serde_json::to_value(self.detach(&req)?)),
@@ -450,7 +456,7 @@ impl Handler for Router {
 /// The default network's VNI for a launch given the saved one and `--vni`, and the saved
 /// one when `--vni` replaces it: `--vni` wins (the operator asked for it), else the saved
 /// VNI, else [`DEFAULT_VNI`].
-pub fn default_vni(saved: Option<u32>, asked: Option<u32>) -> (u32, Option<u32>) {
+pub fn default_vni(saved: Option<Vni>, asked: Option<Vni>) -> (Vni, Option<Vni>) {
     match (saved, asked) {
         (Some(old), Some(new)) if old != new => (new, Some(old)),
         (_, Some(new)) => (new, None),
@@ -525,10 +531,11 @@ mod tests {
 
     #[test]
     fn the_default_vni_is_saved_and_changed_only_by_an_explicit_vni() {
+        let (v7, v9) = (Vni::new(7).unwrap(), Vni::new(9).unwrap());
         assert_eq!(default_vni(None, None), (DEFAULT_VNI, None));
-        assert_eq!(default_vni(None, Some(7)), (7, None));
-        assert_eq!(default_vni(Some(7), None), (7, None));
-        assert_eq!(default_vni(Some(7), Some(7)), (7, None));
-        assert_eq!(default_vni(Some(7), Some(9)), (9, Some(7)));
+        assert_eq!(default_vni(None, Some(v7)), (v7, None));
+        assert_eq!(default_vni(Some(v7), None), (v7, None));
+        assert_eq!(default_vni(Some(v7), Some(v7)), (v7, None));
+        assert_eq!(default_vni(Some(v7), Some(v9)), (v9, Some(v7)));
     }
 }

@@ -9,6 +9,7 @@
 use std::collections::BTreeMap;
 
 use learning::NetworkId;
+use tunnel::Vni;
 
 /// The network `attach` and `expose` use when none is named.
 pub const DEFAULT_NETWORK: &str = "default";
@@ -19,7 +20,7 @@ pub struct NetworkEntry {
     /// Its id inside the switch.
     pub id: NetworkId,
     /// Its VNI on the wire.
-    pub vni: u32,
+    pub vni: Vni,
 }
 
 /// The registry of networks, by name.
@@ -35,14 +36,11 @@ pub enum NetworkError {
     /// Bad characters or length.
     #[error("invalid network name {0:?}: use 1-32 letters, digits, '.', '_' or '-'")]
     InvalidName(String),
-    /// The VNI is outside 1..=16777215.
-    #[error("invalid VNI {0}: must be 1-16777215")]
-    InvalidVni(u32),
     /// Another network already travels under this VNI.
     #[error("VNI {vni} is already used by network {other}")]
     VniInUse {
         /// The VNI.
-        vni: u32,
+        vni: Vni,
         /// The network that has it.
         other: String,
     },
@@ -52,7 +50,7 @@ pub enum NetworkError {
         /// The network.
         name: String,
         /// Its VNI.
-        vni: u32,
+        vni: Vni,
     },
 }
 
@@ -72,23 +70,25 @@ pub fn validate_name(name: &str) -> Result<(), NetworkError> {
 
 /// The VNI a named network gets when none is chosen: FNV-1a of the name folded to 24
 /// bits, kept clear of the small numbers operators pick by hand.
-pub fn derived_vni(name: &str) -> u32 {
+pub fn derived_vni(name: &str) -> Vni {
     let mut h: u32 = 0x811c_9dc5;
     for b in name.bytes() {
         h ^= u32::from(b);
         h = h.wrapping_mul(0x0100_0193);
     }
-    let v = (h ^ (h >> 24)) & 0x00ff_ffff;
-    if v < 0x1000 { v + 0x1000 } else { v }
+    let v = (h ^ (h >> 24)) & Vni::MAX;
+    let v = if v < 0x1000 { v + 0x1000 } else { v };
+    // In range by construction (0x1000 ..= 2^24 - 1); the fallback is never taken.
+    Vni::new(v).unwrap_or(DERIVED_MIN)
 }
+
+/// The smallest derived VNI.
+const DERIVED_MIN: Vni = crate::api::codec::const_vni(0x1000);
 
 impl Networks {
     /// Declares a network (idempotent when the VNI matches).
-    pub fn add(&mut self, name: &str, vni: u32) -> Result<NetworkEntry, NetworkError> {
+    pub fn add(&mut self, name: &str, vni: Vni) -> Result<NetworkEntry, NetworkError> {
         validate_name(name)?;
-        if vni == 0 || vni > 0x00ff_ffff {
-            return Err(NetworkError::InvalidVni(vni));
-        }
         if let Some(e) = self.by_name.get(name) {
             return if e.vni == vni {
                 Ok(*e)
@@ -142,24 +142,27 @@ impl Networks {
 mod tests {
     use super::*;
 
+    fn vni(v: u32) -> Vni {
+        Vni::new(v).unwrap()
+    }
+
     #[test]
     fn add_is_idempotent_and_vnis_unique() {
         let mut n = Networks::default();
-        let d = n.add(DEFAULT_NETWORK, 1).unwrap();
-        assert_eq!(n.add(DEFAULT_NETWORK, 1).unwrap(), d);
+        let d = n.add(DEFAULT_NETWORK, vni(1)).unwrap();
+        assert_eq!(n.add(DEFAULT_NETWORK, vni(1)).unwrap(), d);
         assert!(matches!(
-            n.add(DEFAULT_NETWORK, 2),
+            n.add(DEFAULT_NETWORK, vni(2)),
             Err(NetworkError::Exists { .. })
         ));
         assert!(matches!(
-            n.add("blue", 1),
+            n.add("blue", vni(1)),
             Err(NetworkError::VniInUse { .. })
         ));
         let b = n.add("blue", derived_vni("blue")).unwrap();
         assert_ne!(b.id, d.id);
         assert_eq!(n.name_of(b.id), Some("blue"));
-        assert!(n.add("bad name", 5).is_err());
-        assert!(n.add("x", 0x100_0000).is_err());
+        assert!(n.add("bad name", vni(5)).is_err());
     }
 
     #[test]
@@ -167,7 +170,7 @@ mod tests {
         assert_eq!(derived_vni("blue"), derived_vni("blue"));
         assert_ne!(derived_vni("blue"), derived_vni("green"));
         for name in ["a", "blue", "a-very-long-network-name-0123456"] {
-            let v = derived_vni(name);
+            let v = derived_vni(name).get();
             assert!((0x1000..=0xff_ffff).contains(&v), "{name}: {v}");
         }
     }

@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 
 use super::Router;
 use crate::api::ApiError;
-use crate::api::report::{NetworkReport, StatusReport};
+use crate::api::report::{ConnectionState, MeshEncryption, NetworkReport, StatusReport};
 
 impl Router {
     /// The full status report.
@@ -40,13 +40,13 @@ impl Router {
         }
         Ok(StatusReport {
             version: env!("CARGO_PKG_VERSION").to_string(),
-            name: self.config.name.to_string(),
+            name: self.config.name,
             nickname: self.config.nickname.clone(),
             pid: std::process::id(),
             uptime_secs: self.started.elapsed().as_secs(),
             underlay_mtu: self.config.underlay_mtu,
             overlay_mtu: self.config.overlay_mtu,
-            vxlan_port: self.config.vxlan_port,
+            vxlan_port: self.config.ports.vxlan,
             data_path: dp.data_path,
             networks,
             ports: dp.ports,
@@ -54,9 +54,9 @@ impl Router {
             connections,
             targets,
             encryption: if self.config.password_set {
-                "password: control and tunnel authenticated and encrypted".into()
+                MeshEncryption::Password
             } else {
-                "no password: tunnel encrypted with unauthenticated keys (stops passive capture only)".into()
+                MeshEncryption::Unauthenticated
             },
             tables: dp.tables,
             counters,
@@ -89,7 +89,8 @@ impl Router {
         let port = |p: &crate::api::report::PortReport, dir: &str| {
             format!(
                 "port=\"{}\",kind=\"{}\",direction=\"{dir}\"",
-                p.name, p.kind
+                p.name,
+                p.kind.name()
             )
         };
         family(
@@ -119,7 +120,8 @@ impl Router {
                 let labels = |reason: &str| {
                     format!(
                         "port=\"{}\",kind=\"{}\",reason=\"{reason}\"",
-                        p.name, p.kind
+                        p.name,
+                        p.kind.name()
                     )
                 };
                 [
@@ -131,8 +133,8 @@ impl Router {
         let peer = |p: &crate::api::report::PeerReport, dir: &str| {
             format!(
                 "peer=\"{}\",name=\"{}\",direction=\"{dir}\"",
-                p.address,
-                p.name.as_deref().unwrap_or("")
+                p.address.map(|a| a.to_string()).unwrap_or_default(),
+                p.name.map(|n| n.to_string()).unwrap_or_default()
             )
         };
         family(
@@ -158,17 +160,9 @@ impl Router {
             "weft_connections",
             "Control connections by state.",
             "gauge",
-            [
-                "established",
-                "handshake",
-                "preamble",
-                "connecting",
-                "failed",
-            ]
-            .into_iter()
-            .map(|state| {
+            ConnectionState::ALL.into_iter().map(|state| {
                 let n = r.connections.iter().filter(|c| c.state == state).count() as u64;
-                (format!("state=\"{state}\""), n)
+                (format!("state=\"{}\"", state.name()), n)
             }),
         );
         family(

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use crossbeam_channel::{Receiver, Sender};
 
-use crate::api::report::TargetReport;
+use crate::api::report::{TargetReport, TargetSource, TargetState};
 
 /// First retry delay; it doubles up to [`RETRY_MAX`].
 const RETRY_MIN: Duration = Duration::from_secs(2);
@@ -81,9 +81,10 @@ impl PendingPeers {
             .iter()
             .filter(|(spec, _)| keep(spec))
             .map(|(spec, w)| TargetReport {
-                address: spec.clone(),
-                source: "explicit".into(),
-                state: "resolving".into(),
+                target: spec.clone(),
+                address: None,
+                source: TargetSource::Explicit,
+                state: TargetState::Resolving,
                 attempts: w.attempts,
                 next_retry_secs: Some(w.next_attempt.saturating_duration_since(now).as_secs_f64()),
                 last_error: Some(w.last_error.clone()),

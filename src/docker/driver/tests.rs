@@ -39,7 +39,13 @@ impl RouterApi for Arc<FakeRouter> {
         self.up()?;
         self.log(format!(
             "attach {} net={:?} ips={:?} mtu={:?} mac={:?} owner={:?} handover={}",
-            req.target, req.network, req.ips, req.mtu, req.mac, req.owner, req.handover
+            req.target,
+            req.network,
+            req.ips,
+            req.mtu,
+            req.mac.map(|m| m.to_string()),
+            req.owner,
+            req.handover
         ));
         let ep = AttachedEndpoint {
             owner: req.owner.clone(),
@@ -47,8 +53,7 @@ impl RouterApi for Arc<FakeRouter> {
             ifname: req.ifname.clone().unwrap_or_default(),
             mac: req
                 .mac
-                .clone()
-                .unwrap_or_else(|| "02:00:00:00:00:01".into()),
+                .map_or_else(|| "02:00:00:00:00:01".into(), |m| m.to_string()),
             ips: req.ips.clone(),
         };
         self.endpoints.lock().unwrap().push(ep.clone());
