@@ -412,7 +412,7 @@ fn status_follows_the_router_and_gc_removes_what_the_runtime_no_longer_lists() {
     let owners: BTreeSet<String> = lab
         .endpoints("h1")
         .iter()
-        .map(|e| e["owner"].as_str().unwrap_or("none").to_string())
+        .map(|e| e.owner.clone().unwrap_or_else(|| "none".to_string()))
         .collect();
     assert_eq!(
         owners,

@@ -10,6 +10,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use common::{Capture, Lab, frames, tcp_transfer, udp_socket_in, wait_for};
+use weft::api::report::Heartbeat;
 
 const H1: &str = "192.168.50.1";
 const H2: &str = "192.168.50.2";
@@ -34,10 +35,6 @@ fn two_hosts(test: &str) -> Option<Lab> {
     Some(lab)
 }
 
-fn counter(status: &serde_json::Value, name: &str) -> u64 {
-    status["counters"][name].as_u64().unwrap_or(0)
-}
-
 #[test]
 fn all_pairs_ping_across_two_hosts() {
     let Some(mut lab) = two_hosts("cross_all_pairs") else {
@@ -50,12 +47,16 @@ fn all_pairs_ping_across_two_hosts() {
     }
     // Each side sees the other as a live weft peer, with its overlay MTU applied.
     let status = lab.status("h1");
-    let peer = &status["peers"][0];
-    assert_eq!(peer["address"], format!("{H2}:4789"), "{status}");
+    let peer = &status.peers[0];
+    assert_eq!(
+        peer.address,
+        Some(format!("{H2}:4789").parse().unwrap()),
+        "{status}"
+    );
     wait_for("heartbeats to come up", Duration::from_secs(10), || {
-        (lab.status("h1")["peers"][0]["heartbeat"] == "up").then_some(())
+        (lab.status("h1").peers[0].heartbeat == Heartbeat::Up).then_some(())
     });
-    assert_eq!(status["overlay_mtu"], 1450, "{status}");
+    assert_eq!(status.overlay_mtu, 1450, "{status}");
     let mtu = lab.exec_ok("c3", &["cat", "/sys/class/net/weft0/mtu"]);
     assert_eq!(mtu.trim(), "1450");
 }
@@ -134,7 +135,7 @@ fn broadcast_and_multicast_cross_hosts_to_members_only() {
         "group traffic leaked into network blue"
     );
     // The member's host learned the membership through snooping (reports cross the tunnel too).
-    assert!(counter(&lab.status("h1"), "switch.multicast_to_members") > 0);
+    assert!(lab.status("h1").counter("switch.multicast_to_members") > 0);
 }
 
 #[test]
@@ -154,8 +155,8 @@ fn a_100_mb_tcp_transfer_across_hosts_arrives_intact() {
     // The bulk went as cut super-frames and came back coalesced.
     let s1 = lab.status("h1");
     let s2 = lab.status("h2");
-    assert!(counter(&s1, "pmtu.segmented") > 0, "{s1}");
-    assert!(counter(&s2, "gro.super_frames_out") > 0, "{s2}");
+    assert!(s1.counter("pmtu.segmented") > 0, "{s1}");
+    assert!(s2.counter("gro.super_frames_out") > 0, "{s2}");
 }
 
 #[test]
@@ -242,16 +243,10 @@ fn a_kernel_vxlan_host_interoperates() {
     assert_eq!((n, sent), (20 << 20, received));
     // A kernel VTEP never answers weft's heartbeats; status says so rather than hiding it.
     let peer = wait_for("the heartbeat verdict", Duration::from_secs(10), || {
-        let p = lab.status("h1")["peers"][0].clone();
-        (p["heartbeat"] == "down").then_some(p)
+        let p = lab.status("h1").peers[0].clone();
+        (p.heartbeat == Heartbeat::Down).then_some(p)
     });
-    assert!(
-        peer["reason"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("kernel VTEP"),
-        "{peer}"
-    );
+    assert!(peer.reason.contains("kernel VTEP"), "{peer:?}");
 }
 
 /// c1 on h1 claims an MTU of 1500 although the path carries 1450 inside VXLAN; c3 on h2
@@ -302,7 +297,7 @@ fn too_big_for_the_overlay(
         "no {error:?} with mtu 1450: {text}"
     );
     let status = lab.status("h1");
-    assert!(counter(&status, counter_name) >= 1, "{status}");
+    assert!(status.counter(counter_name) >= 1, "{status}");
     // The kernel learned the path MTU from it.
     let route = lab.exec_ok("c1", &["ip", family, "route", "get", &ip]);
     assert!(route.contains("mtu 1450"), "{route}");
@@ -349,6 +344,6 @@ fn bursts_of_small_frames_leave_in_batches_and_every_frame_arrives() {
         TOTAL,
         "vxlan.batched_datagrams",
     );
-    assert_eq!(counter(&status, "drop.vxlan_send_failed"), 0, "{status}");
+    assert_eq!(status.counter("drop.vxlan_send_failed"), 0, "{status}");
     eprintln!("{batched} of {TOTAL} datagrams left in shared sendmmsg calls");
 }

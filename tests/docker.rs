@@ -110,7 +110,7 @@ fn containers_on_two_docker_hosts_talk_and_a_weft_attach_on_a_third_reaches_them
 
     // One interface from weft, at weft's MTU, with Docker's MAC and no gateway: Docker
     // added no docker_gwbridge interface.
-    let mtu = lab.status("h1")["overlay_mtu"].as_u64().unwrap();
+    let mtu = lab.status("h1").overlay_mtu;
     assert_eq!(
         d1.ok(&["exec", "c1", "cat", "/sys/class/net/eth0/mtu"]),
         mtu.to_string()
@@ -127,10 +127,11 @@ fn containers_on_two_docker_hosts_talk_and_a_weft_attach_on_a_third_reaches_them
         "c1",
     ]);
     assert_eq!(
-        eps[0]["mac"], mac,
+        eps[0].mac.to_string(),
+        mac,
         "weft's endpoint is the container's interface"
     );
-    assert_eq!(eps[0]["network"], "blue");
+    assert_eq!(eps[0].network, "blue");
     assert_eq!(
         d1.ok(&["exec", "c1", "cat", "/sys/class/net/eth0/address"]),
         mac
@@ -456,13 +457,8 @@ fn with_weft_ipam_docker_run_net_weft_works_right_after_launch() {
     let c3 = lab.ns("c3");
     lab.weft_ok("h3", &["attach", &c3]);
     let eps = lab.endpoints("h3");
-    let ip3 = eps[0]["ips"][0]
-        .as_str()
-        .unwrap()
-        .split('/')
-        .next()
-        .unwrap();
-    dk[0].assert_ping("c1", ip3);
+    let ip3 = eps[0].ips[0].addr().to_string();
+    dk[0].assert_ping("c1", &ip3);
 
     let d1 = &dk[0];
     d1.ok_words("network create -d weft --ipam-driver weft --subnet 172.111.222.128/25 wsub");

@@ -12,7 +12,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{Capture, Lab, tcp_transfer, wait_for};
+use common::{Capture, Lab, Status, tcp_transfer, wait_for};
+use weft::api::report::{DataPath, MeshEncryption};
 
 const H1: &str = "192.168.90.1";
 const H2: &str = "192.168.90.2";
@@ -59,21 +60,15 @@ fn pair(test: &str, passwords: [Option<&str>; 2]) -> Option<Lab> {
 fn encrypted_pair(test: &str, password: &str) -> Option<Lab> {
     let mut lab = pair(test, [Some(password), Some(password)])?;
     wait_for("the encrypted path", Duration::from_secs(20), || {
-        (path_to_peer(&lab.status("h1")) == "encrypted").then_some(())
+        (path_to_peer(&lab.status("h1")) == Some(DataPath::Encrypted)).then_some(())
     });
     lab.assert_ping("c1", "10.90.0.2");
     Some(lab)
 }
 
-fn path_to_peer(status: &serde_json::Value) -> String {
-    status["peers"][0]["path"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string()
-}
-
-fn counter(status: &serde_json::Value, name: &str) -> u64 {
-    status["counters"][name].as_u64().unwrap_or(0)
+/// The path to the host's one peer (none before the peer is known).
+fn path_to_peer(status: &Status) -> Option<DataPath> {
+    status.peers.first().map(|p| p.path)
 }
 
 #[test]
@@ -204,7 +199,7 @@ fn blocked_vxlan_falls_back_to_the_tunnel_and_returns() {
         return;
     };
     wait_for("the VXLAN path", Duration::from_secs(20), || {
-        (path_to_peer(&lab.status("h1")) == "vxlan").then_some(())
+        (path_to_peer(&lab.status("h1")) == Some(DataPath::Vxlan)).then_some(())
     });
     lab.assert_ping("c1", "10.90.0.2");
     let stream = Stream::start(&lab, 5030);
@@ -240,17 +235,15 @@ fn blocked_vxlan_falls_back_to_the_tunnel_and_returns() {
     eprintln!("fallback took {took:?}");
     assert!(took <= Duration::from_secs(5), "fallback took {took:?}");
     let status = lab.status("h1");
-    assert_eq!(path_to_peer(&status), "encrypted", "{status}");
+    assert_eq!(path_to_peer(&status), Some(DataPath::Encrypted), "{status}");
     assert!(
-        status["peers"][0]["reason"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("vxlan heartbeats failed")
+        status.peers[0].reason.contains("vxlan heartbeats failed"),
+        "{status}"
     );
     // Unblock: back to VXLAN.
     lab.exec_ok("h2", &["nft", "delete table inet wtblock"]);
     wait_for("the return to VXLAN", Duration::from_secs(20), || {
-        (path_to_peer(&lab.status("h1")) == "vxlan").then_some(())
+        (path_to_peer(&lab.status("h1")) == Some(DataPath::Vxlan)).then_some(())
     });
     lab.assert_ping("c1", "10.90.0.2");
 }
@@ -291,13 +284,13 @@ fn a_replayed_tunnel_datagram_is_dropped() {
         1,
         "tunnel datagrams big enough for the marker"
     );
-    let before = counter(&lab.status("h2"), "drop.tunnel_replayed");
+    let before = lab.status("h2").counter("drop.tunnel_replayed");
     let sock = common::udp_socket_in(&lab.ns("h1"), SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)));
     for _ in 0..3 {
         sock.send_to(&carriers[0], (H2, 6784)).unwrap();
     }
     wait_for("the replay counter", Duration::from_secs(10), || {
-        (counter(&lab.status("h2"), "drop.tunnel_replayed") >= before + 3).then_some(())
+        (lab.status("h2").counter("drop.tunnel_replayed") >= before + 3).then_some(())
     });
     // A fresh datagram after the replays is the barrier: h2 handles datagrams in order, so
     // a replayed marker delivered to c2 would arrive before it.
@@ -424,16 +417,10 @@ fn weft_password_in_the_environment_works_like_a_password_file() {
     attach_containers(&mut lab);
     // Only the same password on both sides gives an authenticated, encrypted path.
     wait_for("the encrypted path", Duration::from_secs(20), || {
-        (path_to_peer(&lab.status("h2")) == "encrypted").then_some(())
+        (path_to_peer(&lab.status("h2")) == Some(DataPath::Encrypted)).then_some(())
     });
     let status = lab.status("h2");
-    assert!(
-        status["encryption"]
-            .as_str()
-            .unwrap_or_default()
-            .starts_with("password"),
-        "{status}"
-    );
+    assert_eq!(status.encryption, MeshEncryption::Password, "{status}");
     let text = lab.weft_ok("h2", &["status", "connections"]);
     assert!(text.contains("password (authenticated)"), "{text}");
     lab.assert_ping("c2", "10.90.0.1");
@@ -460,13 +447,12 @@ fn trusted_subnets_keep_vxlan_with_a_password() {
     }
     attach_containers(&mut lab);
     wait_for("the VXLAN path", Duration::from_secs(20), || {
-        (path_to_peer(&lab.status("h1")) == "vxlan").then_some(())
+        (path_to_peer(&lab.status("h1")) == Some(DataPath::Vxlan)).then_some(())
     });
+    let status = lab.status("h1");
     assert!(
-        lab.status("h1")["peers"][0]["reason"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("trusted subnet")
+        status.peers[0].reason.contains("trusted subnet"),
+        "{status}"
     );
     lab.assert_ping("c1", "10.90.0.2");
 }
@@ -486,6 +472,6 @@ fn bursts_of_small_frames_share_tunnel_datagrams_and_every_frame_arrives() {
         TOTAL,
         "tunnel.packed_frames",
     );
-    assert_eq!(path_to_peer(&status), "encrypted");
+    assert_eq!(path_to_peer(&status), Some(DataPath::Encrypted), "{status}");
     eprintln!("{packed} of {TOTAL} frames travelled in shared datagrams");
 }

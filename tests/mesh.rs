@@ -9,20 +9,21 @@ mod common;
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::time::Duration;
 
-use common::{Capture, Lab, frames, tcp_transfer, wait_for};
+use common::{Capture, Lab, Status, frames, tcp_transfer, wait_for};
+use mesh::PeerName;
+use weft::api::report::{ConnectionState, DataPath, Heartbeat, PeerReport};
 
 /// The peer entry of `name` in a status report.
-fn peer<'a>(status: &'a serde_json::Value, name: &str) -> Option<&'a serde_json::Value> {
-    status["peers"]
-        .as_array()?
-        .iter()
-        .find(|p| p["name"] == name)
+fn peer(status: &Status, name: PeerName) -> Option<&PeerReport> {
+    status.peer_named(name)
 }
 
-fn established(status: &serde_json::Value) -> usize {
-    status["connections"].as_array().map_or(0, |c| {
-        c.iter().filter(|c| c["state"] == "established").count()
-    })
+fn established(status: &Status) -> usize {
+    status
+        .connections
+        .iter()
+        .filter(|c| c.state == ConnectionState::Established)
+        .count()
 }
 
 #[test]
@@ -42,8 +43,8 @@ fn three_hosts_in_a_line_relay_through_the_middle() {
     let c3 = lab.ns("c3");
     lab.weft_ok("h1", &["attach", &c1, "--ip", "10.70.0.1/24"]);
     lab.weft_ok("h3", &["attach", &c3, "--ip", "10.70.0.3/24"]);
-    let h3_name = lab.status("h3")["name"].as_str().unwrap().to_string();
-    let h2_name = lab.status("h2")["name"].as_str().unwrap().to_string();
+    let h3_name = lab.status("h3").name;
+    let h2_name = lab.status("h2").name;
 
     // h1 learns h3 through gossip and reaches it through h2, and says so.
     let p = wait_for(
@@ -51,29 +52,20 @@ fn three_hosts_in_a_line_relay_through_the_middle() {
         Duration::from_secs(20),
         || {
             let s = lab.status("h1");
-            peer(&s, &h3_name)
-                .filter(|p| p["path"] == "relayed")
+            peer(&s, h3_name)
+                .filter(|p| p.path == DataPath::Relayed)
                 .cloned()
         },
     );
-    assert!(
-        p["reason"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("no direct path"),
-        "{p}"
-    );
-    assert_eq!(p["via"], h2_name.as_str(), "{p}");
+    assert!(p.reason.contains("no direct path"), "{p:?}");
+    assert_eq!(p.via, Some(h2_name), "{p:?}");
     let text = lab.weft_ok("h1", &["status", "peers"]);
     assert!(text.contains(&format!("relayed via {h2_name}(")), "{text}");
     lab.assert_ping("c1", "10.70.0.3");
     let (sent, received, n) = tcp_transfer(&c1, &c3, Ipv4Addr::new(10, 70, 0, 3), 5010, 20 << 20);
     assert_eq!((n, sent), (20 << 20, received));
     assert!(
-        lab.status("h2")["counters"]["relay.frames"]
-            .as_u64()
-            .unwrap_or(0)
-            > 0,
+        lab.status("h2").counter("relay.frames") > 0,
         "h2 relayed nothing"
     );
 
@@ -147,7 +139,7 @@ fn a_host_joining_through_one_peer_gets_connected_to_all() {
         Duration::from_secs(30),
         || (established(&lab.status("h4")) == 3).then_some(()),
     );
-    let peers = lab.status("h4")["peers"].as_array().map_or(0, Vec::len);
+    let peers = lab.status("h4").peers.len();
     assert!(peers >= 3, "h4 knows {peers} peers");
 }
 
@@ -184,14 +176,10 @@ fn connect_and_forget_change_the_targets_and_survive_restart() {
     assert!(!text.contains("192.168.73.99"), "{text}");
     // The remembered target brings the connection back after a restart, and the router
     // keeps its peer name: h2 sees the same peer, not a new one.
-    let name = lab.status("h1")["name"].as_str().unwrap().to_string();
+    let name = lab.status("h1").name;
     lab.weft_ok("h1", &["stop"]);
     lab.weft_ok("h1", &["launch"]);
-    assert_eq!(
-        lab.status("h1")["name"],
-        name.as_str(),
-        "name after stop/launch"
-    );
+    assert_eq!(lab.status("h1").name, name, "name after stop/launch");
     wait_for(
         "the connection after restart",
         Duration::from_secs(20),
@@ -200,16 +188,12 @@ fn connect_and_forget_change_the_targets_and_survive_restart() {
     // A crash too.
     lab.kill9("h1");
     lab.weft_ok("h1", &["launch"]);
-    assert_eq!(
-        lab.status("h1")["name"],
-        name.as_str(),
-        "name after kill -9"
-    );
+    assert_eq!(lab.status("h1").name, name, "name after kill -9");
     wait_for("h2 to see h1 again", Duration::from_secs(20), || {
         let s = lab.status("h2");
-        (established(&s) == 1 && s["peers"].as_array().map_or(0, Vec::len) == 1).then_some(())
+        (established(&s) == 1 && s.peers.len() == 1).then_some(())
     });
-    assert!(peer(&lab.status("h2"), &name).is_some());
+    assert!(peer(&lab.status("h2"), name).is_some());
 }
 
 #[test]
@@ -267,21 +251,20 @@ fn a_neighbour_behind_blocked_udp_is_relayed_through_a_third_host_and_returns() 
     let (c1, c3) = (lab.ns("c1"), lab.ns("c3"));
     lab.weft_ok("h1", &["attach", &c1, "--ip", "10.81.0.1/24"]);
     lab.weft_ok("h3", &["attach", &c3, "--ip", "10.81.0.3/24"]);
-    let name = |lab: &mut Lab, h: &str| lab.status(h)["name"].as_str().unwrap().to_string();
+    let name = |lab: &mut Lab, h: &str| lab.status(h).name;
     let (h1_name, h2_name, h3_name) = (
         name(&mut lab, "h1"),
         name(&mut lab, "h2"),
         name(&mut lab, "h3"),
     );
-    let path = |lab: &mut Lab, from: &str, to: &str| {
-        peer(&lab.status(from), to).map(|p| p["path"].as_str().unwrap_or_default().to_string())
-    };
+    let path =
+        |lab: &mut Lab, from: &str, to: PeerName| peer(&lab.status(from), to).map(|p| p.path);
     // Direct VXLAN, with heartbeats answered both ways.
-    for (from, to) in [("h1", &h3_name), ("h3", &h1_name)] {
+    for (from, to) in [("h1", h3_name), ("h3", h1_name)] {
         wait_for("VXLAN heartbeats answered", Duration::from_secs(20), || {
             let s = lab.status(from);
             peer(&s, to)
-                .filter(|p| p["path"] == "vxlan" && p["heartbeat"] == "up")
+                .filter(|p| p.path == DataPath::Vxlan && p.heartbeat == Heartbeat::Up)
                 .map(drop)
         });
     }
@@ -290,23 +273,19 @@ fn a_neighbour_behind_blocked_udp_is_relayed_through_a_third_host_and_returns() 
     // Both direct data paths between h1 and h3 fail; the control connection lives.
     block_udp(&lab, "h1", "192.168.81.3");
     let blocked = std::time::Instant::now();
-    for (from, to) in [("h1", &h3_name), ("h3", &h1_name)] {
+    for (from, to) in [("h1", h3_name), ("h3", h1_name)] {
         let p = wait_for(
             &format!("{from} to relay to {to} through h2"),
             Duration::from_secs(15),
             || {
                 let s = lab.status(from);
-                peer(&s, to).filter(|p| p["path"] == "relayed").cloned()
+                peer(&s, to)
+                    .filter(|p| p.path == DataPath::Relayed)
+                    .cloned()
             },
         );
-        assert_eq!(p["via"], h2_name.as_str(), "{p}");
-        assert!(
-            p["reason"]
-                .as_str()
-                .unwrap_or_default()
-                .contains("direct path heartbeats failed"),
-            "{p}"
-        );
+        assert_eq!(p.via, Some(h2_name), "{p:?}");
+        assert!(p.reason.contains("direct path heartbeats failed"), "{p:?}");
     }
     eprintln!("relayed after {:?}", blocked.elapsed());
     assert_eq!(
@@ -314,15 +293,11 @@ fn a_neighbour_behind_blocked_udp_is_relayed_through_a_third_host_and_returns() 
         2,
         "the control connection fell"
     );
-    let relayed_before = lab.status("h2")["counters"]["relay.frames"]
-        .as_u64()
-        .unwrap_or(0);
+    let relayed_before = lab.status("h2").counter("relay.frames");
     lab.assert_ping("c1", "10.81.0.3");
     let (sent, received, n) = tcp_transfer(&c1, &c3, Ipv4Addr::new(10, 81, 0, 3), 5011, 4 << 20);
     assert_eq!((n, sent), (4 << 20, received));
-    let relayed = lab.status("h2")["counters"]["relay.frames"]
-        .as_u64()
-        .unwrap_or(0);
+    let relayed = lab.status("h2").counter("relay.frames");
     assert!(relayed > relayed_before, "h2 relayed nothing");
     // Broadcasts reach h3 too: h1's tree sends them through h2, to flood on from h3.
     let mut inside = Capture::start(&c3, "weft0");
@@ -340,18 +315,17 @@ fn a_neighbour_behind_blocked_udp_is_relayed_through_a_third_host_and_returns() 
     assert!(text.contains(&format!("relayed via {h2_name}(")), "{text}");
     let conns = lab.status("h1");
     assert!(
-        conns["connections"]
-            .as_array()
-            .unwrap()
+        conns
+            .connections
             .iter()
-            .any(|c| c["peer"] == h3_name.as_str() && c["via"] == h2_name.as_str()),
+            .any(|c| c.peer == Some(h3_name) && c.via == Some(h2_name)),
         "{conns}"
     );
 
     // The block goes: back to direct VXLAN.
     lab.exec_ok("h1", &["nft", "delete table inet wtblock"]);
     wait_for("direct VXLAN again", Duration::from_secs(20), || {
-        (path(&mut lab, "h1", &h3_name).as_deref() == Some("vxlan")).then_some(())
+        (path(&mut lab, "h1", h3_name) == Some(DataPath::Vxlan)).then_some(())
     });
     lab.assert_ping("c1", "10.81.0.3");
 }
@@ -381,11 +355,11 @@ fn a_half_open_control_connection_is_dropped_at_its_deadline_while_a_real_peer_c
     wait_for("a legitimate connection", Duration::from_secs(20), || {
         (established(&lab.status("h1")) == 1).then_some(())
     });
-    let open = lab.status("h1")["connections"]
-        .as_array()
-        .unwrap()
+    let open = lab
+        .status("h1")
+        .connections
         .iter()
-        .filter(|c| c["state"] != "established" && c["last_error"].is_null())
+        .filter(|c| c.state != ConnectionState::Established && c.last_error.is_none())
         .count();
     assert_eq!(
         open, 2,
@@ -405,15 +379,15 @@ fn a_half_open_control_connection_is_dropped_at_its_deadline_while_a_real_peer_c
     assert!(took < Duration::from_secs(20), "closed only after {took:?}");
     let status = wait_for("the reasons in status", Duration::from_secs(10), || {
         let s = lab.status("h1");
-        let timeouts = s["connections"].as_array().map_or(0, |c| {
-            c.iter()
-                .filter(|c| {
-                    c["last_error"]
-                        .as_str()
-                        .is_some_and(|e| e.contains("handshake timeout"))
-                })
-                .count()
-        });
+        let timeouts = s
+            .connections
+            .iter()
+            .filter(|c| {
+                c.last_error
+                    .as_deref()
+                    .is_some_and(|e| e.contains("handshake timeout"))
+            })
+            .count();
         // The failure log keeps one entry per remote IP.
         (timeouts == 1).then_some(s)
     });

@@ -9,7 +9,8 @@ mod common;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use common::{Capture, Lab, frames, tcp_transfer, udp_socket_in, wait_for};
+use common::{Capture, Lab, Status, frames, tcp_transfer, udp_socket_in, wait_for};
+use weft::api::report::PortKind;
 
 /// A host `h` with a running router and containers attached with 10.20.0.N/24.
 fn host_with_containers(test: &str, containers: &[&str]) -> Option<Lab> {
@@ -24,10 +25,6 @@ fn host_with_containers(test: &str, containers: &[&str]) -> Option<Lab> {
         lab.weft_ok("h", &["attach", &target, "--ip", &ip]);
     }
     Some(lab)
-}
-
-fn counter(status: &serde_json::Value, name: &str) -> u64 {
-    status["counters"][name].as_u64().unwrap_or(0)
 }
 
 #[test]
@@ -68,10 +65,10 @@ fn arp_requests_for_known_ips_are_answered_by_the_proxy_not_flooded() {
     };
     let mut c3 = Capture::start(&lab.ns("c3"), "weft0");
     let mut c2 = Capture::start(&lab.ns("c2"), "weft0");
-    let before = counter(&lab.status("h"), "switch.arp_proxied");
+    let before = lab.status("h").counter("switch.arp_proxied");
     // c1 has never resolved c2: its first ping broadcasts an ARP request for 10.20.0.2.
     lab.assert_ping("c1", "10.20.0.2");
-    let after = counter(&lab.status("h"), "switch.arp_proxied");
+    let after = lab.status("h").counter("switch.arp_proxied");
     assert!(
         after > before,
         "the proxy answered nothing ({before} -> {after})"
@@ -128,9 +125,11 @@ fn broadcast_reaches_every_member_of_its_network_and_none_of_another() {
         );
     }
     let status = lab.status("h");
-    let nets = status["networks"].as_array().unwrap();
     assert!(
-        nets.iter().any(|n| n["name"] == "blue" && n["vni"] == 4242),
+        status
+            .networks
+            .iter()
+            .any(|n| n.name == "blue" && n.vni.get() == 4242),
         "{status}"
     );
 }
@@ -357,23 +356,21 @@ fn bare_host(test: &str) -> Option<Lab> {
 }
 
 /// The addresses in `weft status`'s peer list.
-fn peer_addresses(status: &serde_json::Value) -> Vec<String> {
-    status["peers"]
-        .as_array()
-        .map(|ps| {
-            ps.iter()
-                .filter_map(|p| p["address"].as_str().map(String::from))
-                .collect()
-        })
-        .unwrap_or_default()
+fn peer_addresses(status: &Status) -> Vec<String> {
+    status
+        .peers
+        .iter()
+        .filter_map(|p| p.address.map(|a| a.to_string()))
+        .collect()
 }
 
 /// The default network's VNI in `weft status`.
-fn default_vni(status: &serde_json::Value) -> u64 {
-    status["networks"]
-        .as_array()
-        .and_then(|ns| ns.iter().find(|n| n["name"] == "default"))
-        .and_then(|n| n["vni"].as_u64())
+fn default_vni(status: &Status) -> u32 {
+    status
+        .networks
+        .iter()
+        .find(|n| n.name == "default")
+        .map(|n| n.vni.get())
         .expect("the default network in status")
 }
 
@@ -642,10 +639,12 @@ fn kernel_drops_at_the_vxlan_socket_and_the_tap_are_counted() {
         Duration::from_secs(20),
         || {
             let s = lab.status("h");
-            let tap_drops =
-                s["ports"].as_array()?.iter().find(|p| p["kind"] == "tap")?["kernel_drops"]
-                    .as_u64()?;
-            (counter(&s, "drop.vxlan_socket_overflow") > 0 && tap_drops > 0).then_some(())
+            let tap_drops = s
+                .ports
+                .iter()
+                .find(|p| p.kind == PortKind::Tap)?
+                .kernel_drops;
+            (s.counter("drop.vxlan_socket_overflow") > 0 && tap_drops > 0).then_some(())
         },
     );
     let metrics = lab.weft_ok("h", &["metrics"]);

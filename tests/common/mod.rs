@@ -16,6 +16,9 @@ use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+use weft::api::Endpoint;
+use weft::api::client::Client;
+use weft::api::report::{PeerReport, StatusReport};
 use weft::netlink::Netlink;
 use weft::netns::{self, NamedNetns};
 
@@ -33,6 +36,50 @@ pub fn require_root(test: &str) -> bool {
     }
     eprintln!("SKIPPED {test}: needs root for network namespaces");
     false
+}
+
+/// A router's status report, typed; it prints as JSON, for assertion messages.
+pub struct Status(pub StatusReport);
+
+impl std::ops::Deref for Status {
+    type Target = StatusReport;
+
+    fn deref(&self) -> &StatusReport {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match serde_json::to_string_pretty(&self.0) {
+            Ok(text) => f.write_str(&text),
+            Err(e) => write!(f, "{:?} ({e})", self.0),
+        }
+    }
+}
+
+impl Status {
+    /// Counter `name`. A name the router does not report fails the test: a misspelled
+    /// counter must not read as 0 and pass.
+    pub fn counter(&self, name: &str) -> u64 {
+        if let Some(v) = self.0.counters.get(name) {
+            return *v;
+        }
+        let group = name.split('.').next().unwrap_or(name);
+        let similar: Vec<&str> = self
+            .0
+            .counters
+            .keys()
+            .filter(|k| k.starts_with(group))
+            .map(String::as_str)
+            .collect();
+        panic!("the router reports no counter {name:?}; in its group: {similar:?}");
+    }
+
+    /// The peer with this name, if the router knows it.
+    pub fn peer_named(&self, name: mesh::PeerName) -> Option<&PeerReport> {
+        self.0.peers.iter().find(|p| p.name == Some(name))
+    }
 }
 
 /// Polls `f` until it returns `Some`, or panics with `what` after `timeout`.
@@ -232,9 +279,9 @@ impl Lab {
         fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
     }
 
-    /// `weft ps --json` of a host: its endpoints.
-    pub fn endpoints(&mut self, host: &str) -> Vec<serde_json::Value> {
-        serde_json::from_str(&self.weft_ok(host, &["ps", "--json"])).expect("ps JSON")
+    /// A host's endpoints (`GET /ps`, through the API's types).
+    pub fn endpoints(&mut self, host: &str) -> Vec<Endpoint> {
+        self.ps(host)
     }
 
     /// The links weft made in `host` (names starting with `wf`).
@@ -247,9 +294,26 @@ impl Lab {
             .collect()
     }
 
-    /// `weft status --json` of a host.
-    pub fn status(&mut self, host: &str) -> serde_json::Value {
-        serde_json::from_str(&self.weft_ok(host, &["status", "--json"])).expect("status JSON")
+    /// A typed client of a host's router API (its socket is a path, so it is reachable
+    /// from outside the host's namespace).
+    pub fn api(&self, host: &str) -> Client {
+        Client::new(&self.home(host).join("weft.sock"))
+    }
+
+    /// A host's `GET /status`, read through the API types the CLI and plugins use.
+    pub fn status(&mut self, host: &str) -> Status {
+        match self.api(host).get::<StatusReport>("/status") {
+            Ok(report) => Status(report),
+            Err(e) => panic!("GET /status on {host}: {e}\nlog:\n{}", self.log(host)),
+        }
+    }
+
+    /// A host's `GET /ps`.
+    pub fn ps(&mut self, host: &str) -> Vec<Endpoint> {
+        match self.api(host).get::<Vec<Endpoint>>("/ps") {
+            Ok(eps) => eps,
+            Err(e) => panic!("GET /ps on {host}: {e}\nlog:\n{}", self.log(host)),
+        }
     }
 
     /// Kills a host's router with SIGKILL (a crash) and waits until it is gone.
@@ -466,14 +530,14 @@ pub fn assert_bursts_arrive_batched(
     dest: std::net::SocketAddr,
     total: usize,
     batch_counter: &str,
-) -> (serde_json::Value, u64) {
+) -> (Status, u64) {
     let lost = udp_bursts(&lab.ns(from), &lab.ns(to), dest, total, 50);
     let status = lab.status(host);
     assert_eq!(
         lost, 0,
         "{lost} of {total} datagrams never arrived: {status}"
     );
-    let batched = status["counters"][batch_counter].as_u64().unwrap_or(0);
+    let batched = status.counter(batch_counter);
     assert!(batched > 0, "{batch_counter} never moved: {status}");
     (status, batched)
 }
