@@ -7,17 +7,6 @@ use crate::api::server::ApiServer;
 use crate::home::Home;
 use crate::router::{Router, RouterOptions};
 
-/// Sets up `tracing` to stderr (the log file when launched in the background).
-pub(crate) fn init_logging(filter: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_new(filter)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(false)
-        .try_init();
-}
-
 /// Blocks SIGTERM, SIGINT and SIGHUP in the calling thread (and so in the threads and
 /// children it starts later) and returns the set, for one thread to `wait` on: the way to
 /// turn "stop" into an orderly shutdown rather than a death that skips every cleanup.
@@ -37,8 +26,21 @@ pub struct DaemonOptions {
     pub log_filter: String,
     /// Where the Docker plugin it supervises listens; none: no plugin.
     pub docker_plugin: Option<crate::docker::supervise::PluginPaths>,
+    /// Where to serve `/metrics` and the read-only status over TCP, if anywhere.
+    pub metrics_addr: Option<std::net::SocketAddr>,
     /// The router's options.
     pub router: RouterOptions,
+}
+
+/// Why the home's directories are unsafe, one line each (none: they are fine).
+pub fn unsafe_dirs(home: &Home) -> Vec<String> {
+    let mut dirs = vec![home.state_dir()];
+    if home.run_dir() != home.state_dir() {
+        dirs.push(home.run_dir());
+    }
+    dirs.into_iter()
+        .filter_map(crate::secrets::unsafe_dir)
+        .collect()
 }
 
 /// Runs the router until `weft stop`, SIGTERM or SIGINT.
@@ -48,7 +50,10 @@ pub fn run(home: &Home, options: &DaemonOptions) -> anyhow::Result<()> {
     // and only the signal thread below ever sees them.
     let signals = block_stop_signals()?;
 
-    init_logging(&options.log_filter);
+    crate::logfile::init_logging(&options.log_filter, &home.log_file());
+    for dir in unsafe_dirs(home) {
+        tracing::warn!("{dir}");
+    }
     let lock = crate::pidfile::PidLock::acquire(&home.pidfile())?;
     if let Some(previous) = lock.previous() {
         tracing::warn!(
@@ -58,7 +63,10 @@ pub fn run(home: &Home, options: &DaemonOptions) -> anyhow::Result<()> {
     tracing::info!(version = env!("CARGO_PKG_VERSION"), home = %home.state_dir().display(), "weft router starting");
 
     let mut router = Router::start(home, &options.router).context("router failed to start")?;
-    let api = ApiServer::bind(&home.socket())?;
+    let api = ApiServer::bind(&home.socket(), options.metrics_addr)?;
+    if let Some(addr) = api.metrics_addr() {
+        tracing::info!(%addr, "serving /metrics and the read-only status over TCP");
+    }
     let unblocker = api.unblocker();
     std::thread::Builder::new()
         .name("weft-signals".into())

@@ -59,6 +59,11 @@ impl Home {
         self.state_dir.join("weft.log")
     }
 
+    /// The log before the last rotation (see [`crate::logfile`]).
+    pub fn old_log_file(&self) -> PathBuf {
+        crate::logfile::rotated_path(&self.log_file())
+    }
+
     /// The local API (HTTP+JSON) socket.
     pub fn socket(&self) -> PathBuf {
         self.run_dir.join("weft.sock")

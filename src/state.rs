@@ -141,7 +141,7 @@ impl State {
 }
 
 /// Replaces `path` with `bytes` so that a crash at any moment leaves either the old or the
-/// new content, never a torn file.
+/// new content, never a torn file. The file is readable by its owner only.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     let dir = path
         .parent()
@@ -153,7 +153,10 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
         .unwrap_or_default();
     let tmp: PathBuf = dir.join(format!(".{name}.tmp.{}", std::process::id()));
     let result = (|| -> anyhow::Result<()> {
-        let mut f = std::fs::File::create(&tmp)
+        // A temporary file of a crashed writer may still be there: it is ours to replace.
+        let _ = std::fs::remove_file(&tmp);
+        // 0600 from birth, whatever the umask: the state holds the router's private key.
+        let mut f = crate::secrets::create_private(&tmp)
             .with_context(|| format!("cannot create {}", tmp.display()))?;
         f.write_all(bytes)
             .with_context(|| format!("cannot write {}", tmp.display()))?;
@@ -221,6 +224,24 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names.len(), 1, "{names:?}");
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn the_state_file_is_private_even_in_an_open_directory() {
+        use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+        let d = tempdir();
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let p = d.join("state.json");
+        // A file an older weft left world-readable is replaced by a private one.
+        std::fs::write(&p, br#"{"format": 1}"#).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let s = State {
+            static_key: Some("00".repeat(32)),
+            ..State::load(&p).unwrap()
+        };
+        s.save(&p).unwrap();
+        assert_eq!(std::fs::metadata(&p).unwrap().mode() & 0o777, 0o600);
         std::fs::remove_dir_all(&d).unwrap();
     }
 

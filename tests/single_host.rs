@@ -56,6 +56,20 @@ fn three_containers_ping_each_other_and_the_exposed_host() {
         ps.contains(&lab.ns("c2")) && ps.contains("10.20.0.2/24"),
         "{ps}"
     );
+    // The same through the API's types: what the runtime plugins read.
+    let eps = lab.ps("h");
+    let c2 = eps
+        .iter()
+        .find(|e| e.target == lab.ns("c2"))
+        .unwrap_or_else(|| panic!("no c2 in {eps:?}"));
+    assert_eq!(c2.ips, vec!["10.20.0.2/24".parse().unwrap()]);
+    assert_eq!(
+        (c2.ifname.as_str(), c2.network.as_str()),
+        ("weft0", "default")
+    );
+    assert!(c2.mac.is_valid_source(), "{c2:?}");
+    let inside = lab.exec_ok("c2", &["cat", "/sys/class/net/weft0/address"]);
+    assert_eq!(inside.trim(), c2.mac.to_string());
 }
 
 #[test]

@@ -6,12 +6,18 @@
 
 pub mod client;
 pub mod codec;
+pub mod http;
+pub mod listener;
 pub mod report;
 pub mod server;
 
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use tunnel::Vni;
+
+/// Where the read-only status and `/metrics` are served over TCP by default (Weave's
+/// status port): loopback only, for a local Prometheus.
+pub const DEFAULT_METRICS_ADDR: &str = "127.0.0.1:6782";
 
 /// `POST /attach`: connect a container's network namespace to a weft network.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

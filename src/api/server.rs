@@ -1,25 +1,25 @@
-//! The router's side of the local API: parse HTTP into typed requests, hand them to the
-//! router one at a time, write JSON answers.
+//! The router's side of the local API: typed requests in, JSON answers out, one at a
+//! time.
 //!
-//! Requests are served sequentially on one thread: control operations (attach, expose,
-//! connect) then never race each other, and none of them is on the per-frame path.
+//! The sockets are the [`super::listener`] thread's: it accepts, reads and parses
+//! connections concurrently and bounded, and hands complete requests here. The router
+//! handles them sequentially on its own thread, so control operations (attach, expose,
+//! connect) never race each other, and none of them is on the per-frame path.
 
-use std::io::Read as _;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use serde::de::DeserializeOwned;
 
+use super::http::{self, HttpRequest};
+use super::listener::{ConnLimits, IoHandle, Listeners, ToHandler};
 use super::{
     ApiError, AttachRequest, DetachRequest, ErrorBody, ExposeRequest, HideRequest, NetworkRequest,
     PeersRequest,
 };
-
-/// Largest request body accepted; anything bigger is a client bug or an attack.
-const MAX_BODY: u64 = 1 << 20;
 
 /// A parsed API request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,6 +61,13 @@ pub enum Response {
     Text(String),
 }
 
+impl Request {
+    /// Whether it only reads: the only requests the metrics address serves.
+    pub fn is_read_only(&self) -> bool {
+        matches!(self, Self::Ping | Self::Status | Self::Metrics)
+    }
+}
+
 /// What serves the requests: the router.
 pub trait Handler {
     /// Handles one request.
@@ -74,47 +81,41 @@ pub trait Handler {
 /// How often [`Handler::tick`] runs while no request comes.
 pub const TICK: Duration = Duration::from_secs(1);
 
-/// The listening API socket.
+/// The listening API socket (and the metrics address, when enabled).
+#[derive(Debug)]
 pub struct ApiServer {
-    server: Arc<tiny_http::Server>,
-    stop: Arc<AtomicBool>,
+    incoming: Receiver<ToHandler>,
+    unblock: Sender<ToHandler>,
+    io: IoHandle,
     path: PathBuf,
-}
-
-impl std::fmt::Debug for ApiServer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ApiServer")
-            .field("path", &self.path)
-            .finish()
-    }
+    metrics_addr: Option<SocketAddr>,
 }
 
 /// Wakes a blocked [`ApiServer::serve`] from another thread (signal handling).
-#[derive(Clone)]
-pub struct Unblocker {
-    server: Arc<tiny_http::Server>,
-    stop: Arc<AtomicBool>,
-}
-
-impl std::fmt::Debug for Unblocker {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Unblocker")
-    }
-}
+#[derive(Debug, Clone)]
+pub struct Unblocker(Sender<ToHandler>);
 
 impl Unblocker {
     /// Makes `serve` return.
     pub fn unblock(&self) {
-        // The flag first: a wait that times out and one that is unblocked look the same.
-        self.stop.store(true, Ordering::SeqCst);
-        self.server.unblock();
+        let _ = self.0.send(ToHandler::Unblock);
     }
 }
 
 impl ApiServer {
-    /// Listens on `path`, replacing a stale socket file. The caller must hold the home's
-    /// pidfile lock, which is what proves no other router still uses that socket.
-    pub fn bind(path: &Path) -> anyhow::Result<Self> {
+    /// Listens on `path`, replacing a stale socket file, and on `metrics` (TCP, read-only
+    /// requests only) when given. The caller must hold the home's pidfile lock, which is
+    /// what proves no other router still uses that socket.
+    pub fn bind(path: &Path, metrics: Option<SocketAddr>) -> anyhow::Result<Self> {
+        Self::bind_with(path, metrics, ConnLimits::default())
+    }
+
+    /// [`bind`](Self::bind) with chosen connection limits.
+    pub fn bind_with(
+        path: &Path,
+        metrics: Option<SocketAddr>,
+        limits: ConnLimits,
+    ) -> anyhow::Result<Self> {
         match std::fs::remove_file(path) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -123,25 +124,37 @@ impl ApiServer {
                     .with_context(|| format!("cannot remove stale API socket {}", path.display()));
             }
         }
-        let server = tiny_http::Server::http_unix(path)
-            .map_err(|e| anyhow::anyhow!("{e}"))
+        let unix = mio::net::UnixListener::bind(path)
             .with_context(|| format!("cannot listen on API socket {}", path.display()))?;
-        use std::os::unix::fs::PermissionsExt as _;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        crate::secrets::restrict(path)
             .with_context(|| format!("cannot restrict API socket {}", path.display()))?;
+        let tcp = metrics
+            .map(|addr| {
+                mio::net::TcpListener::bind(addr).with_context(|| {
+                    format!("cannot serve metrics on TCP {addr} (is it in use? --metrics-addr '' turns it off)")
+                })
+            })
+            .transpose()?;
+        let metrics_addr = tcp.as_ref().and_then(|l| l.local_addr().ok());
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let io = IoHandle::start(Listeners { unix, tcp }, tx.clone(), limits)?;
         Ok(Self {
-            server: Arc::new(server),
-            stop: Arc::new(AtomicBool::new(false)),
+            incoming: rx,
+            unblock: tx,
+            io,
             path: path.to_path_buf(),
+            metrics_addr,
         })
+    }
+
+    /// Where the metrics address listens (the real port when bound with port 0).
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
     }
 
     /// A handle that makes `serve` return.
     pub fn unblocker(&self) -> Unblocker {
-        Unblocker {
-            server: Arc::clone(&self.server),
-            stop: Arc::clone(&self.stop),
-        }
+        Unblocker(self.unblock.clone())
     }
 
     /// Serves requests until a `Stop` request has been answered or the server is unblocked,
@@ -150,22 +163,22 @@ impl ApiServer {
         let mut next_tick = Instant::now() + TICK;
         loop {
             let wait = next_tick.saturating_duration_since(Instant::now());
-            match self.server.recv_timeout(wait) {
-                Ok(Some(mut http)) => {
-                    let request = read_request(&mut http);
+            match self.incoming.recv_timeout(wait) {
+                Ok(ToHandler::Request {
+                    conn,
+                    read_only,
+                    request,
+                }) => {
+                    let request = route(&request, read_only);
                     let stop = matches!(request, Ok(Request::Stop));
                     let answer = request.and_then(|r| handler.handle(r));
-                    respond(http, answer);
+                    self.io.respond(conn, encode(answer));
                     if stop {
                         break;
                     }
                 }
-                Ok(None) if self.stop.load(Ordering::SeqCst) => break,
-                Ok(None) => {}
-                Err(e) => {
-                    tracing::error!("the API socket failed: {e}");
-                    break;
-                }
+                Ok(ToHandler::Unblock) | Err(RecvTimeoutError::Disconnected) => break,
+                Err(RecvTimeoutError::Timeout) => {}
             }
             if Instant::now() >= next_tick {
                 handler.tick();
@@ -177,23 +190,25 @@ impl ApiServer {
 
 impl Drop for ApiServer {
     fn drop(&mut self) {
+        // Answers already given (the one to `stop`) are written before the socket goes.
+        self.io.shutdown();
         let _ = std::fs::remove_file(&self.path);
     }
 }
 
-fn read_request(http: &mut tiny_http::Request) -> Result<Request, ApiError> {
-    let method = http.method().as_str().to_ascii_uppercase();
-    let url = http.url().to_string();
-    let path = url.split('?').next().unwrap_or_default().to_string();
-    let mut body = Vec::new();
-    http.as_reader()
-        .take(MAX_BODY + 1)
-        .read_to_end(&mut body)
-        .map_err(|e| ApiError::bad_request(format!("cannot read request body: {e}")))?;
-    if body.len() as u64 > MAX_BODY {
-        return Err(ApiError::bad_request("request body too large"));
+/// The typed request, or why not; a read-only connection gets only read-only requests.
+fn route(request: &HttpRequest, read_only: bool) -> Result<Request, ApiError> {
+    let routed = parse(&request.method, &request.path, &request.body)?;
+    if read_only && !routed.is_read_only() {
+        return Err(ApiError {
+            status: 403,
+            message: format!(
+                "{} {} is not served on the metrics address: only GET /metrics, /status and /ping",
+                request.method, request.path
+            ),
+        });
     }
-    parse(&method, &path, &body)
+    Ok(routed)
 }
 
 /// Maps method + path + body to a typed request.
@@ -220,31 +235,28 @@ pub fn parse(method: &str, path: &str, body: &[u8]) -> Result<Request, ApiError>
     })
 }
 
-fn respond(http: tiny_http::Request, answer: Result<Response, ApiError>) {
-    let (status, content_type, body) = match answer {
-        Ok(Response::Json(v)) => (
+/// The HTTP response for an answer.
+fn encode(answer: Result<Response, ApiError>) -> Vec<u8> {
+    match answer {
+        Ok(Response::Json(v)) => http::response(
             200,
             "application/json",
-            serde_json::to_vec(&v).unwrap_or_default(),
+            &serde_json::to_vec(&v).unwrap_or_default(),
         ),
-        Ok(Response::Text(t)) => (200, "text/plain; version=0.0.4", t.into_bytes()),
-        Err(e) => (
+        Ok(Response::Text(t)) => http::response(200, "text/plain; version=0.0.4", t.as_bytes()),
+        Err(e) => http::response(
             e.status,
             "application/json",
-            serde_json::to_vec(&ErrorBody { error: e.message }).unwrap_or_default(),
+            &serde_json::to_vec(&ErrorBody { error: e.message }).unwrap_or_default(),
         ),
-    };
-    let mut response = tiny_http::Response::from_data(body).with_status_code(status);
-    if let Ok(h) = tiny_http::Header::from_bytes(&b"Content-Type"[..], content_type.as_bytes()) {
-        response.add_header(h);
-    }
-    if let Err(e) = http.respond(response) {
-        tracing::debug!("API client went away before the answer: {e}");
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::Ordering;
+
     use super::*;
 
     #[test]
@@ -307,11 +319,189 @@ mod tests {
 
     /// A server on a fresh socket: (its directory, the socket, the server).
     fn bound(test: &str) -> (PathBuf, PathBuf, ApiServer) {
+        bound_with(test, None, ConnLimits::default())
+    }
+
+    fn bound_with(
+        test: &str,
+        metrics: Option<SocketAddr>,
+        limits: ConnLimits,
+    ) -> (PathBuf, PathBuf, ApiServer) {
         let dir = std::env::temp_dir().join(format!("weft-api-{test}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let sock = dir.join("weft.sock");
-        let server = ApiServer::bind(&sock).unwrap();
+        let server = ApiServer::bind_with(&sock, metrics, limits).unwrap();
         (dir, sock, server)
+    }
+
+    /// Serves `Echo` on a thread until `/stop`.
+    fn echo(server: ApiServer) -> std::thread::JoinHandle<()> {
+        std::thread::spawn(move || server.serve(&mut Echo))
+    }
+
+    /// Writes `bytes` on a fresh connection and reads the answer until the server closes.
+    fn raw(sock: &Path, bytes: &[u8]) -> String {
+        use std::io::{Read as _, Write as _};
+        let mut s = std::os::unix::net::UnixStream::connect(sock).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.write_all(bytes).unwrap();
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        out
+    }
+
+    fn stop(sock: &Path, server: std::thread::JoinHandle<()>) {
+        let _: serde_json::Value = crate::api::client::Client::new(sock)
+            .post("/stop", &serde_json::json!({}))
+            .unwrap();
+        server.join().unwrap();
+    }
+
+    #[test]
+    fn a_huge_content_length_is_refused_and_the_next_request_served() {
+        // The reproducer of issue 13: 100 GB announced, 2 bytes sent. tiny_http tried to
+        // allocate it and aborted the router.
+        let (dir, sock, server) = bound("huge");
+        let t = echo(server);
+        let answer = raw(
+            &sock,
+            b"POST /attach HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999999\r\n\r\n{}",
+        );
+        assert!(answer.starts_with("HTTP/1.1 413 "), "{answer}");
+        assert!(answer.contains("longer than"), "{answer}");
+        let answer = raw(&sock, b"GARBAGE\r\n\r\n");
+        assert!(answer.starts_with("HTTP/1.1 400 "), "{answer}");
+        let v: serde_json::Value = crate::api::client::Client::new(&sock)
+            .get("/status")
+            .unwrap();
+        assert_eq!(v["got"], "Status");
+        stop(&sock, t);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_slow_client_blocks_no_one_and_times_out() {
+        use std::io::{Read as _, Write as _};
+        let limits = ConnLimits {
+            request_timeout: Duration::from_millis(300),
+            ..ConnLimits::default()
+        };
+        let (dir, sock, server) = bound_with("slow", None, limits);
+        let t = echo(server);
+        // Half a request, then nothing.
+        let mut slow = std::os::unix::net::UnixStream::connect(&sock).unwrap();
+        slow.write_all(b"POST /attach HTTP/1.1\r\nContent-Length: 10\r\n\r\n{")
+            .unwrap();
+        // Others are served meanwhile.
+        let start = Instant::now();
+        let v: serde_json::Value = crate::api::client::Client::new(&sock)
+            .get("/status")
+            .unwrap();
+        assert_eq!(v["got"], "Status");
+        assert!(
+            start.elapsed() < Duration::from_millis(300),
+            "waited for the slow client"
+        );
+        // The slow one is told, then closed.
+        slow.set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut answer = String::new();
+        let _ = slow.read_to_string(&mut answer);
+        assert!(answer.starts_with("HTTP/1.1 408 "), "{answer}");
+        stop(&sock, t);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn past_the_connection_limit_new_clients_get_503_and_old_ones_carry_on() {
+        let limits = ConnLimits {
+            max_connections: 4,
+            ..ConnLimits::default()
+        };
+        let (dir, sock, server) = bound_with("limit", None, limits);
+        let t = echo(server);
+        let idle: Vec<_> = (0..4)
+            .map(|_| std::os::unix::net::UnixStream::connect(&sock).unwrap())
+            .collect();
+        // The server accepts them in its own time: wait until the fifth is refused.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let answer = raw(&sock, b"GET /status HTTP/1.1\r\n\r\n");
+            if answer.starts_with("HTTP/1.1 503 ") {
+                assert!(answer.contains("too many connections"), "{answer}");
+                break;
+            }
+            assert!(Instant::now() < deadline, "never refused: {answer}");
+        }
+        drop(idle);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let answer = raw(&sock, b"GET /status HTTP/1.1\r\n\r\n");
+            if answer.starts_with("HTTP/1.1 200 ") {
+                break;
+            }
+            assert!(Instant::now() < deadline, "still refused: {answer}");
+        }
+        stop(&sock, t);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_metrics_address_serves_only_reads() {
+        use std::io::{Read as _, Write as _};
+        let (dir, sock, server) = bound_with(
+            "metrics",
+            Some("127.0.0.1:0".parse().unwrap()),
+            ConnLimits::default(),
+        );
+        let addr = server.metrics_addr().unwrap();
+        let t = echo(server);
+        let get = |req: &[u8]| {
+            let mut s = std::net::TcpStream::connect(addr).unwrap();
+            s.write_all(req).unwrap();
+            let mut out = String::new();
+            s.read_to_string(&mut out).unwrap();
+            out
+        };
+        let answer = get(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert!(
+            answer.starts_with("HTTP/1.1 200 ") && answer.contains("Metrics"),
+            "{answer}"
+        );
+        assert!(get(b"GET /status HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 200 "));
+        for refused in [
+            &b"POST /stop HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}"[..],
+            b"POST /attach HTTP/1.1\r\nContent-Length: 14\r\n\r\n{\"target\":\"x\"}",
+            b"GET /ps HTTP/1.1\r\n\r\n",
+        ] {
+            let answer = get(refused);
+            assert!(answer.starts_with("HTTP/1.1 403 "), "{answer}");
+        }
+        // The router was not stopped over TCP: the socket still answers.
+        stop(&sock, t);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn expect_continue_gets_continue_then_the_answer() {
+        use std::io::{Read as _, Write as _};
+        let (dir, sock, server) = bound("continue");
+        let t = echo(server);
+        let mut s = std::os::unix::net::UnixStream::connect(&sock).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.write_all(
+            b"POST /connect HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 12\r\n\r\n",
+        )
+        .unwrap();
+        let mut interim = [0u8; 25];
+        s.read_exact(&mut interim).unwrap();
+        assert_eq!(&interim, http::CONTINUE);
+        s.write_all(b"{\"peers\":[]}").unwrap();
+        let mut answer = String::new();
+        s.read_to_string(&mut answer).unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200 "), "{answer}");
+        stop(&sock, t);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

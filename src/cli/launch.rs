@@ -27,6 +27,7 @@ pub(super) fn run(home: &Home, args: LaunchArgs) -> anyhow::Result<()> {
         let options = crate::daemon::DaemonOptions {
             log_filter: args.log_level.clone(),
             docker_plugin: (!args.no_docker_plugin).then(|| args.docker_plugin_paths()),
+            metrics_addr: args.metrics_addr.0,
             router: router_options(&args)?,
         };
         return crate::daemon::run(home, &options);
@@ -43,6 +44,9 @@ pub(super) fn run(home: &Home, args: LaunchArgs) -> anyhow::Result<()> {
         .ok()
         .and_then(|s| crate::router::default_vni(s.default_vni, args.vni).1);
     home.ensure()?;
+    for why in crate::daemon::unsafe_dirs(home) {
+        eprintln!("weft: warning: {why}");
+    }
     let log_path = home.log_file();
     let log = std::fs::OpenOptions::new()
         .create(true)

@@ -140,6 +140,11 @@ pub struct LaunchArgs {
     /// Where Docker reads plugin spec files.
     #[arg(long, value_name = "DIR", default_value = crate::docker::DEFAULT_SPEC_DIR)]
     pub docker_plugin_spec_dir: PathBuf,
+    /// Serve `/metrics` and the read-only status (GET /status, /ping) over TCP on
+    /// ADDR:PORT, for Prometheus; '' turns it off. Nothing that changes the router is
+    /// served there.
+    #[arg(long, value_name = "ADDR:PORT", default_value = crate::api::DEFAULT_METRICS_ADDR, value_parser = parse_metrics_addr)]
+    pub metrics_addr: MetricsAddr,
 }
 
 impl LaunchArgs {
@@ -164,6 +169,19 @@ pub struct DockerPluginArgs {
     /// Log filter (error, warn, info, debug, trace, or a tracing directive).
     #[arg(long, default_value = "info", env = "WEFT_LOG")]
     pub log_level: String,
+}
+
+/// `--metrics-addr`: an address, or none (`''`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MetricsAddr(pub Option<std::net::SocketAddr>);
+
+fn parse_metrics_addr(text: &str) -> Result<MetricsAddr, String> {
+    if text.trim().is_empty() {
+        return Ok(MetricsAddr(None));
+    }
+    text.parse()
+        .map(|a| MetricsAddr(Some(a)))
+        .map_err(|_| format!("{text:?} is not ADDR:PORT (e.g. 127.0.0.1:6782), nor '' for off"))
 }
 
 /// `weft reset`.

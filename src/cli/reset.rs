@@ -58,6 +58,7 @@ fn reset_router(home: &Home, force: bool) -> anyhow::Result<()> {
     for path in [
         home.state_file(),
         home.log_file(),
+        home.old_log_file(),
         home.socket(),
         home.pidfile(),
     ] {

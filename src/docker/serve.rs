@@ -245,7 +245,7 @@ impl Drop for Files<'_> {
 pub fn run(home: &Home, paths: &PluginPaths, log_level: &str) -> anyhow::Result<()> {
     home.ensure()?;
     let signals = crate::daemon::block_stop_signals()?;
-    crate::daemon::init_logging(log_level);
+    crate::logfile::init_logging(log_level, &supervise::log_file(home));
     // Dropped last: the files below go while we still hold it.
     let _lock = crate::pidfile::PidLock::acquire(&supervise::pidfile(home))?;
     let router = RouterClient(Client::new(&home.socket()).with_timeout(ROUTER_TIMEOUT));

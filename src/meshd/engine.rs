@@ -25,8 +25,15 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
 
 use super::link::{ControlLink, Credentials, LinkError};
-use super::status::{ConnectionInfo, FailureLog, MeshdStatus};
+use super::status::{ConnectionInfo, FailureLog, MeshdStatus, TransportCounters};
 use super::updates::UpdateBridge;
+use crate::ratelog::{Kind, LogLimiter};
+
+/// Log lines anyone who can reach the mesh port can cause, each rate-limited on its own.
+const REFUSED: Kind = "mesh connections refused";
+const FAILED: Kind = "mesh connections that failed their preamble or handshake";
+const CLOSED_EARLY: Kind = "mesh connections closed before they were established";
+const ACCEPT_FAILED: Kind = "failures to accept a mesh connection";
 
 /// The listener's token.
 pub(super) const LISTENER: Token = Token(0);
@@ -77,6 +84,8 @@ pub(super) struct MeshLoop {
     ready: VecDeque<Token>,
     queued: HashSet<Token>,
     failures: FailureLog,
+    closed: TransportCounters,
+    limiter: LogLimiter,
     scratch: Vec<u8>,
     plain: Vec<u8>,
     running: bool,
@@ -112,6 +121,8 @@ impl MeshLoop {
             ready: VecDeque::new(),
             queued: HashSet::new(),
             failures: FailureLog::default(),
+            closed: TransportCounters::default(),
+            limiter: LogLimiter::default(),
             scratch: vec![0; READ_CHUNK],
             plain: Vec::new(),
             running: true,
@@ -236,7 +247,11 @@ impl MeshLoop {
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(e) => {
                     // E.g. out of file descriptors: the next incoming connection retries.
-                    tracing::warn!("cannot accept a mesh connection: {e}");
+                    if self.limiter.allow(now, ACCEPT_FAILED) {
+                        tracing::warn!("cannot accept a mesh connection: {e}");
+                    } else {
+                        tracing::debug!("cannot accept a mesh connection: {e}");
+                    }
                     return true;
                 }
             }
@@ -254,7 +269,11 @@ impl MeshLoop {
             self.mesh
                 .handle_connection_opened(now, conn_id(token), Direction::Inbound, remote)
         {
-            tracing::info!("refused a mesh connection from {remote}: {refused}");
+            if self.limiter.allow(now, REFUSED) {
+                tracing::info!("refused a mesh connection from {remote}: {refused}");
+            } else {
+                tracing::debug!("refused a mesh connection from {remote}: {refused}");
+            }
             let _ = self.poll.registry().deregister(&mut stream);
             return;
         }
@@ -383,7 +402,20 @@ impl MeshLoop {
         }
         let outbound = link.direction == Direction::Outbound;
         let never_established = link.peer.is_none();
+        self.closed.count(link.state());
+        // What an established peer does is worth a line each; what anyone can do by
+        // connecting (an unestablished inbound connection) is rate-limited.
+        let kind = (!outbound && never_established).then(|| {
+            if error.is_misconfiguration() {
+                FAILED
+            } else {
+                CLOSED_EARLY
+            }
+        });
         match (error.is_misconfiguration(), link.peer) {
+            _ if kind.is_some_and(|k| !self.limiter.allow(now, k)) => {
+                tracing::debug!("mesh connection with {remote} closed: {error}");
+            }
             (true, _) => tracing::warn!("mesh connection with {remote} failed: {error}"),
             (false, Some(peer)) => {
                 tracing::info!("connection to peer {peer} at {remote} lost: {error}");
@@ -437,12 +469,18 @@ impl MeshLoop {
 
     fn next_deadline(&mut self) -> Option<Instant> {
         let links = self.links.values().filter_map(ControlLink::deadline);
-        links.chain(self.mesh.poll_timeout()).min()
+        links
+            .chain(self.mesh.poll_timeout())
+            .chain(self.limiter.poll_timeout())
+            .min()
     }
 
     fn on_timers(&mut self, now: Instant) {
         if self.mesh.poll_timeout().is_some_and(|at| at <= now) {
             self.mesh.handle_timeout(now);
+        }
+        while let Some(summary) = self.limiter.poll_summary(now) {
+            tracing::info!("{summary}");
         }
         let due: Vec<Token> = self
             .links
@@ -554,9 +592,13 @@ impl MeshLoop {
             return;
         };
         let remote = link.remote;
+        let outbound = link.direction == Direction::Outbound;
         match link.peer {
             Some(peer) => {
                 tracing::info!("closing the connection to peer {peer} at {remote}: {reason}");
+            }
+            None if !outbound && !self.limiter.allow(now, CLOSED_EARLY) => {
+                tracing::debug!("closing the mesh connection with {remote}: {reason}");
             }
             None => tracing::info!("closing the mesh connection with {remote}: {reason}"),
         }
@@ -630,6 +672,10 @@ impl MeshLoop {
             .map(|(_, info)| info)
             .chain(self.failures.iter().cloned())
             .collect();
-        MeshdStatus { mesh, connections }
+        MeshdStatus {
+            mesh,
+            connections,
+            closed: self.closed,
+        }
     }
 }

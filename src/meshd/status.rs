@@ -20,6 +20,45 @@ pub struct MeshdStatus {
     pub mesh: mesh::MeshStatus,
     /// Live control connections, then recent ones that failed before being established.
     pub connections: Vec<ConnectionInfo>,
+    /// Connections this side closed for a transport failure, by the stage they were in.
+    pub closed: TransportCounters,
+}
+
+/// Control connections closed by the transport (not by the mesh core), by stage: a
+/// connection opened and closed, or one that speaks garbage, shows here, not only in the
+/// log. Reported as `mesh.closed_<stage>`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TransportCounters {
+    /// During the version preamble: not a weft router, no common version, or opened and
+    /// closed without a word.
+    pub preamble: u64,
+    /// During the key exchange: a different password, a corrupt handshake.
+    pub handshake: u64,
+    /// Once established: a socket error, an undecryptable record, a peer that stopped
+    /// reading or closed.
+    pub established: u64,
+}
+
+impl TransportCounters {
+    /// Counts a close in `state`.
+    pub(super) fn count(&mut self, state: ConnectionState) {
+        match state {
+            ConnectionState::Preamble => self.preamble += 1,
+            ConnectionState::Handshake => self.handshake += 1,
+            ConnectionState::Established => self.established += 1,
+            // Dial failures are the connection maker's (it counts and retries them).
+            ConnectionState::Connecting | ConnectionState::Failed => {}
+        }
+    }
+
+    /// The counters by their status names.
+    pub fn named(&self) -> [(&'static str, u64); 3] {
+        [
+            ("mesh.closed_preamble", self.preamble),
+            ("mesh.closed_handshake", self.handshake),
+            ("mesh.closed_transport", self.established),
+        ]
+    }
 }
 
 /// One control connection as the operator sees it.

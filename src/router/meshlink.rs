@@ -80,6 +80,9 @@ impl Router {
                 }
             }
         }
+        for (name, v) in status.closed.named() {
+            counters.insert(name.to_string(), v);
+        }
         let targets = status
             .mesh
             .targets
