@@ -454,46 +454,6 @@ fn peers_after_a_double_dash_are_peers() {
     assert_eq!(default_vni(&status), 9);
 }
 
-/// `/etc/netns/NAME/hosts` for a lab namespace: `ip netns exec` mounts it over
-/// `/etc/hosts`, so names resolve in that namespace only. Removed on drop (with
-/// `/etc/netns` when this made it).
-struct NetnsHosts {
-    dir: std::path::PathBuf,
-    made_parent: bool,
-}
-
-impl NetnsHosts {
-    fn new(ns: &str, lines: &str) -> Self {
-        let parent = std::path::Path::new("/etc/netns");
-        let made_parent = !parent.exists();
-        let dir = parent.join(ns);
-        std::fs::create_dir_all(&dir).unwrap();
-        let hosts = Self { dir, made_parent };
-        hosts.set(lines);
-        hosts
-    }
-
-    /// Rewrites the file in place: a router that has it mounted sees the change.
-    fn set(&self, lines: &str) {
-        std::fs::write(
-            self.dir.join("hosts"),
-            format!("127.0.0.1 localhost\n{lines}"),
-        )
-        .unwrap();
-    }
-}
-
-impl Drop for NetnsHosts {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-        if self.made_parent
-            && let Some(parent) = self.dir.parent()
-        {
-            let _ = std::fs::remove_dir(parent);
-        }
-    }
-}
-
 #[test]
 fn a_saved_peer_that_stops_resolving_does_not_block_relaunch_and_is_dialled_once_it_resolves() {
     let Some(mut lab) = host_with_containers("saved_peer_unresolvable", &["c1", "c2"]) else {
@@ -501,7 +461,7 @@ fn a_saved_peer_that_stops_resolving_does_not_block_relaunch_and_is_dialled_once
     };
     // The router was launched before the hosts file existed; relaunch with it mounted.
     lab.weft_ok("h", &["stop"]);
-    let hosts = NetnsHosts::new(&lab.ns("h"), "192.0.2.7 weft-saved-peer\n");
+    let hosts = common::NetnsHosts::new(&lab.ns("h"), "192.0.2.7 weft-saved-peer\n");
     lab.weft_ok("h", &["launch"]);
     lab.weft_ok("h", &["connect", "weft-saved-peer"]);
     let status = lab.status("h");

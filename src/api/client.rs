@@ -3,7 +3,7 @@
 //! Each call opens a connection, sends one request with `Connection: close`, and reads
 //! the answer to the end: the API is local and low-rate, so simplicity beats pooling.
 
-use std::io::{Read as _, Write as _};
+use std::io::Read as _;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -131,10 +131,15 @@ impl Client {
             "{method} {path} HTTP/1.1\r\nHost: weft\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
             body.len()
         );
-        stream.write_all(head.as_bytes()).map_err(io)?;
-        stream.write_all(body).map_err(io)?;
+        // A router that refuses the request (too large, say) answers and closes before
+        // it has all: its answer says more than the failed write.
+        let sent = send_all(&stream, head.as_bytes()).and_then(|()| send_all(&stream, body));
         let mut answer = Vec::new();
-        stream.read_to_end(&mut answer).map_err(io)?;
+        let read = stream.read_to_end(&mut answer);
+        if answer.is_empty() {
+            sent.map_err(io)?;
+            read.map_err(io)?;
+        }
         split_response(&answer).ok_or_else(|| self.protocol("malformed HTTP answer".into()))
     }
 
@@ -143,6 +148,22 @@ impl Client {
         self.timeout = timeout;
         self
     }
+}
+
+/// Writes all of `bytes` with MSG_NOSIGNAL: the CLI lets SIGPIPE end it quietly when its
+/// stdout reader goes away, and a router that closes the API connection early (a refused
+/// request) must give an error message, not that silent end.
+fn send_all(stream: &UnixStream, mut bytes: &[u8]) -> std::io::Result<()> {
+    let socket = socket2::SockRef::from(stream);
+    while !bytes.is_empty() {
+        match socket.send_with_flags(bytes, libc::MSG_NOSIGNAL) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => bytes = bytes.get(n..).unwrap_or_default(),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// Splits an HTTP/1.x response into its status code and body (chunked bodies decoded).

@@ -122,6 +122,16 @@ pub struct PeersRequest {
     pub peers: Vec<String>,
 }
 
+/// The answer to `POST /forget`: which of the names were forgotten, and which named no
+/// peer of ours (not saved, not named at launch); those do not stop the others.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ForgetAnswer {
+    /// Forgotten.
+    pub forgotten: Vec<String>,
+    /// Not a peer this router dials.
+    pub unknown: Vec<String>,
+}
+
 /// `POST /network`: declare a named network with a chosen VNI.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NetworkRequest {

@@ -8,8 +8,8 @@ use super::{Command, NetworkCommand, StatusPart};
 use crate::api::client::Client;
 use crate::api::report::{ConnectionState, DataPath, Direction, StatusReport};
 use crate::api::{
-    AttachRequest, DetachRequest, Endpoint, ExposeRequest, HideRequest, NetworkRequest,
-    PeersRequest,
+    AttachRequest, DetachRequest, Endpoint, ExposeRequest, ForgetAnswer, HideRequest,
+    NetworkRequest, PeersRequest,
 };
 use crate::home::Home;
 
@@ -75,7 +75,12 @@ pub(super) fn run(home: &Home, command: Command) -> anyhow::Result<()> {
             let _: Json = api.post("/connect", &PeersRequest { peers: p.peers })?;
         }
         Command::Forget(p) => {
-            let _: Json = api.post("/forget", &PeersRequest { peers: p.peers })?;
+            let answer: ForgetAnswer = api.post("/forget", &PeersRequest { peers: p.peers })?;
+            for name in answer.unknown {
+                eprintln!(
+                    "weft: warning: {name} is not a peer this router dials; nothing to forget"
+                );
+            }
         }
         Command::Network(NetworkCommand::Add { name, vni }) => {
             let _: Json = api.post("/network", &NetworkRequest { name, vni })?;

@@ -408,6 +408,14 @@ fn cni_install(args: &CniInstallArgs) -> anyhow::Result<()> {
 /// Runs the command line; the binary's `main` maps the error to exit status 1.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     let home = Home::new(cli.home.as_deref());
+    // A client verb whose reader goes away (`weft status --json | head`) ends quietly;
+    // the servers (the router, `launch --foreground`, and the Docker plugin) keep
+    // ignoring SIGPIPE: their sockets' peers vanish, and that must not end them.
+    let server = matches!(&cli.command, Command::Launch(a) if a.foreground)
+        || matches!(&cli.command, Command::DockerPlugin(_));
+    if !server {
+        crate::sys::signal::die_on_broken_pipe()?;
+    }
     match cli.command {
         Command::Launch(args) => launch::run(&home, args),
         Command::Reset(args) => reset::run(&home, &args),

@@ -1,6 +1,8 @@
 //! The router's side of the peer mesh: its identity and password, the endpoints it
 //! announces, and the control connections shown in `weft status`.
 
+use std::net::SocketAddr;
+
 use tunnel::crypto::identity::StaticKeypair;
 
 use super::Router;
@@ -90,9 +92,9 @@ impl Router {
             .map(|t| TargetReport {
                 target: self
                     .asked
-                    .get(&t.addr)
-                    .cloned()
-                    .unwrap_or_else(|| t.addr.to_string()),
+                    .iter()
+                    .find(|(_, a)| SocketAddr::new(a.ip(), self.config.ports.mesh) == t.addr)
+                    .map_or_else(|| t.addr.to_string(), |(spec, _)| spec.clone()),
                 address: Some(t.addr),
                 source: match t.source {
                     mesh::TargetSource::Explicit => TargetSource::Explicit,

@@ -24,8 +24,8 @@ use tunnel::Vni;
 
 pub use options::{PeerSpec, Ports, RouterOptions};
 
-use crate::api::ApiError;
 use crate::api::server::{Handler, Request, Response};
+use crate::api::{ApiError, ForgetAnswer};
 use crate::dataplane::{Dataplane, DataplaneConfig, NetworkDef};
 use crate::home::Home;
 use crate::io::UdpOptions;
@@ -77,9 +77,9 @@ pub struct Router {
     meshd: Option<crate::meshd::Meshd>,
     /// Saved peers whose names did not resolve at launch, still being retried.
     pending_peers: Option<resolve::PendingPeers>,
-    /// The peers named at launch or with `connect`, as the user wrote them, by the mesh
-    /// address they are dialled at: status shows what was asked.
-    asked: BTreeMap<SocketAddr, String>,
+    /// The peers named at launch or with `connect`, as the user wrote them, and the VXLAN
+    /// address each resolved to: status shows what was asked, `forget` needs no lookup.
+    asked: BTreeMap<String, SocketAddr>,
     started: Instant,
 }
 
@@ -138,14 +138,14 @@ impl Router {
         let mut peers = Vec::new();
         for p in &options.peers {
             peers.push(p.addr);
-            asked.insert(SocketAddr::new(p.addr.ip(), ports.mesh), p.spec.clone());
+            asked.insert(p.spec.clone(), p.addr);
         }
         let mut unresolved = Vec::new();
         for t in &state.targets {
             match resolve_peer(t, ports.vxlan) {
                 Ok(a) => {
                     peers.push(a);
-                    asked.insert(SocketAddr::new(a.ip(), ports.mesh), t.clone());
+                    asked.insert(t.clone(), a);
                 }
                 Err(e) => {
                     tracing::warn!("saved peer {t}: {e:#}; retrying in the background");
@@ -258,14 +258,16 @@ impl Router {
         let Some(pending) = &self.pending_peers else {
             return;
         };
-        let addrs: Vec<SocketAddr> = pending
+        let resolved: Vec<(String, SocketAddr)> = pending
             .resolved()
             .filter(|(spec, _)| self.state.targets.contains(spec))
-            .map(|(spec, addr)| {
-                tracing::info!(peer = %spec, %addr, "saved peer resolved");
-                addr
-            })
             .collect();
+        let mut addrs = Vec::new();
+        for (spec, addr) in resolved {
+            tracing::info!(peer = %spec, %addr, "saved peer resolved");
+            self.asked.insert(spec, addr);
+            addrs.push(addr);
+        }
         if !addrs.is_empty()
             && let Err(e) = self.add_peer_addrs(addrs)
         {
@@ -386,7 +388,9 @@ impl Router {
         Ok(Response::Json(serde_json::json!({})))
     }
 
-    fn peers_request(&mut self, peers: &[String], add: bool) -> Result<Response, ApiError> {
+    /// `connect`: every name must resolve (nothing is saved otherwise); then they are
+    /// dialled, saved as given, and shown in status as given.
+    fn connect_request(&mut self, peers: &[String]) -> Result<Response, ApiError> {
         let mut addrs = Vec::new();
         for p in peers {
             addrs.push(
@@ -394,26 +398,53 @@ impl Router {
                     .map_err(|e| ApiError::bad_request(format!("{e:#}")))?,
             );
         }
-        if add {
-            self.add_peer_addrs(addrs)
-                .map_err(|e| ApiError::internal(&e))?;
-            for p in peers {
-                if !self.state.targets.contains(p) {
-                    self.state.targets.push(p.clone());
-                }
+        self.add_peer_addrs(addrs.clone())
+            .map_err(|e| ApiError::internal(&e))?;
+        for (p, addr) in peers.iter().zip(addrs) {
+            self.asked.insert(p.clone(), addr);
+            if !self.state.targets.contains(p) {
+                self.state.targets.push(p.clone());
             }
-        } else {
-            if let Some(m) = &self.meshd {
-                m.forget(self.mesh_addrs(&addrs))
-                    .map_err(|e| ApiError::internal(&e))?;
-            }
-            self.dataplane()
-                .and_then(|dp| dp.remove_peers(addrs))
-                .map_err(|e| ApiError::internal(&e))?;
-            self.state.targets.retain(|t| !peers.contains(t));
         }
         self.save().map_err(|e| ApiError::internal(&e))?;
         Ok(Response::Json(serde_json::json!({})))
+    }
+
+    /// `forget`: by the name as saved (or as named at launch), with no lookup needed, so
+    /// a name that stopped resolving can still be forgotten; a name that is none of ours
+    /// is reported and does not stop the others.
+    fn forget_request(&mut self, peers: &[String]) -> Result<Response, ApiError> {
+        let mut answer = ForgetAnswer::default();
+        let mut addrs = Vec::new();
+        for p in peers {
+            let saved = self.state.targets.contains(p);
+            self.state.targets.retain(|t| t != p);
+            // The address it was dialled at; a peer neither saved nor named may still be
+            // one we dial (e.g. `forget IP` of a launch peer named by name).
+            let addr = self.asked.remove(p).or_else(|| {
+                (!saved)
+                    .then(|| resolve_peer(p, self.config.ports.vxlan).ok())
+                    .flatten()
+            });
+            match (saved, addr) {
+                (false, None) => answer.unknown.push(p.clone()),
+                (_, addr) => {
+                    addrs.extend(addr);
+                    answer.forgotten.push(p.clone());
+                }
+            }
+        }
+        if let Some(m) = &self.meshd {
+            m.forget(self.mesh_addrs(&addrs))
+                .map_err(|e| ApiError::internal(&e))?;
+        }
+        self.dataplane()
+            .and_then(|dp| dp.remove_peers(addrs))
+            .map_err(|e| ApiError::internal(&e))?;
+        self.save().map_err(|e| ApiError::internal(&e))?;
+        serde_json::to_value(answer)
+            .map(Response::Json)
+            .map_err(|e| ApiError::internal(&anyhow::anyhow!(e)))
     }
 }
 
@@ -444,8 +475,8 @@ impl Handler for Router {
             Request::Detach(req) => json(serde_json::to_value(self.detach(&req)?)),
             Request::Expose(req) => self.expose(&req),
             Request::Hide(req) => self.hide(&req),
-            Request::Connect(req) => self.peers_request(&req.peers, true),
-            Request::Forget(req) => self.peers_request(&req.peers, false),
+            Request::Connect(req) => self.connect_request(&req.peers),
+            Request::Forget(req) => self.forget_request(&req.peers),
             Request::AddNetwork(req) => self.add_network_request(&req),
             Request::RemoveNetwork(name) => self.remove_network_request(&name),
             Request::Stop => Ok(Response::Json(serde_json::json!({}))),

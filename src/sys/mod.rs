@@ -10,6 +10,7 @@
 pub(crate) mod mmsg;
 pub(crate) mod ns;
 pub(crate) mod packet;
+pub(crate) mod signal;
 pub(crate) mod sockopt;
 pub(crate) mod tun;
 

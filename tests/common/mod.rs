@@ -434,6 +434,46 @@ impl Drop for Lab {
     }
 }
 
+/// `/etc/netns/NAME/hosts` for a lab namespace: `ip netns exec` mounts it over
+/// `/etc/hosts`, so names resolve in that namespace only. Removed on drop (with
+/// `/etc/netns` when this made it).
+pub struct NetnsHosts {
+    dir: PathBuf,
+    made_parent: bool,
+}
+
+impl NetnsHosts {
+    pub fn new(ns: &str, lines: &str) -> Self {
+        let parent = Path::new("/etc/netns");
+        let made_parent = !parent.exists();
+        let dir = parent.join(ns);
+        std::fs::create_dir_all(&dir).unwrap();
+        let hosts = Self { dir, made_parent };
+        hosts.set(lines);
+        hosts
+    }
+
+    /// Rewrites the file in place: a router that has it mounted sees the change.
+    pub fn set(&self, lines: &str) {
+        std::fs::write(
+            self.dir.join("hosts"),
+            format!("127.0.0.1 localhost\n{lines}"),
+        )
+        .unwrap();
+    }
+}
+
+impl Drop for NetnsHosts {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+        if self.made_parent
+            && let Some(parent) = self.dir.parent()
+        {
+            let _ = std::fs::remove_dir(parent);
+        }
+    }
+}
+
 /// Frames arriving at an interface inside a namespace, read through an AF_PACKET socket
 /// (weft's own `PacketPort`), so tests can assert what did and did not reach a container.
 pub struct Capture {
