@@ -10,8 +10,6 @@
 use std::io::{Read as _, Write as _};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::os::fd::AsFd as _;
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -19,79 +17,47 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 
 use crate::cli::LabDemoArgs;
-use crate::netlink::Netlink;
-use crate::netns::{self, NamedNetns};
+use crate::netns;
+use crate::testlab::{self, Teardown};
 
-/// The namespaces and routers of a running lab; dropping it tears everything down.
+/// The demo's lab: the shared [`testlab::Lab`] (hosts and containers as namespaces,
+/// routers torn down with `weft reset` when it drops) and what the demo runs in it.
 struct DemoLab {
-    prefix: String,
-    tmp: PathBuf,
-    namespaces: Vec<NamedNetns>,
-    hosts: Vec<String>,
-    keep: bool,
+    lab: testlab::Lab,
 }
 
 impl DemoLab {
     fn ns_name(&self, short: &str) -> String {
-        format!("{}{short}", self.prefix)
+        self.lab.ns(short)
     }
 
     fn ns_fd(&self, short: &str) -> anyhow::Result<std::os::fd::OwnedFd> {
-        let name = self.ns_name(short);
-        netns::NetnsTarget::Name(name.clone())
-            .open()
-            .with_context(|| format!("open namespace {name}"))
+        self.lab.ns_fd(short)
     }
 
     fn add_ns(&mut self, short: &str) -> anyhow::Result<()> {
-        let ns = NamedNetns::create(&self.ns_name(short))
-            .with_context(|| format!("create namespace {short}"))?;
-        let fd = ns.open()?;
-        netns::run_in_netns(fd.as_fd(), || -> anyhow::Result<()> {
-            let mut nl = Netlink::new()?;
-            let lo = nl.link_by_name("lo")?.context("no lo")?;
-            nl.set_up(lo.index, true)?;
-            Ok(())
-        })??;
-        self.namespaces.push(ns);
+        self.lab.add_ns(short)?;
         Ok(())
     }
 
     /// An underlay link between two hosts.
     fn underlay(&self, a: &str, a_ip: Ipv4Addr, b: &str, b_ip: Ipv4Addr) -> anyhow::Result<()> {
-        let (fa, fb) = (self.ns_fd(a)?, self.ns_fd(b)?);
-        netns::run_in_netns(fa.as_fd(), || -> anyhow::Result<()> {
-            let mut nl = Netlink::new()?;
-            nl.create_veth("underlay0", "underlay0", fb.as_fd())?;
-            Ok(())
-        })??;
-        for (host, ip) in [(&fa, a_ip), (&fb, b_ip)] {
-            netns::run_in_netns(host.as_fd(), || -> anyhow::Result<()> {
-                let mut nl = Netlink::new()?;
-                let l = nl.link_by_name("underlay0")?.context("underlay0 missing")?;
-                nl.add_address(l.index, format!("{ip}/24").parse()?)?;
-                nl.set_up(l.index, true)?;
-                Ok(())
-            })??;
-        }
-        Ok(())
+        let cidr =
+            |ip: Ipv4Addr| -> anyhow::Result<ipnet::IpNet> { Ok(format!("{ip}/24").parse()?) };
+        self.lab.link(
+            (a, "underlay0", cidr(a_ip)?),
+            (b, "underlay0", cidr(b_ip)?),
+            1500,
+        )
     }
 
     /// Runs `weft --home <host home> ARGS` inside a host namespace.
     fn weft(&mut self, host: &str, args: &[&str]) -> anyhow::Result<String> {
-        if !self.hosts.iter().any(|h| h == host) {
-            self.hosts.push(host.to_string());
-        }
-        let exe = std::env::current_exe().context("cannot find the weft executable")?;
-        let mut cmd = Command::new(exe);
-        cmd.arg("--home")
-            .arg(self.tmp.join(host))
-            .args(args)
-            // The demo's routers are not Docker hosts, even where a dockerd runs.
-            .env("WEFT_NO_DOCKER_PLUGIN", "true")
-            .stdin(Stdio::null());
-        netns::command_in_netns(&mut cmd, self.ns_fd(host)?);
-        let out = cmd.output().context("cannot run weft")?;
+        let out = self
+            .lab
+            .weft(host, args)
+            .output()
+            .context("cannot run weft (through `ip netns exec`: is iproute2 installed?)")?;
         anyhow::ensure!(
             out.status.success(),
             "`weft {}` on {host} failed: {}",
@@ -99,21 +65,6 @@ impl DemoLab {
             String::from_utf8_lossy(&out.stderr).trim()
         );
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    }
-}
-
-impl Drop for DemoLab {
-    fn drop(&mut self) {
-        if self.keep {
-            return;
-        }
-        for host in self.hosts.clone() {
-            let _ = self.weft(&host, &["reset", "--force"]);
-        }
-        while let Some(ns) = self.namespaces.pop() {
-            drop(ns);
-        }
-        let _ = std::fs::remove_dir_all(&self.tmp);
     }
 }
 
@@ -229,14 +180,9 @@ pub fn demo(args: &LabDemoArgs) -> anyhow::Result<()> {
     );
     let interrupted = watch_stop_signals()?;
     let prefix = format!("wfdemo{}", std::process::id());
-    let tmp = std::env::temp_dir().join(&prefix);
-    std::fs::create_dir_all(&tmp)?;
+    let exe = std::env::current_exe().context("cannot find the weft executable")?;
     let mut lab = DemoLab {
-        prefix,
-        tmp,
-        namespaces: Vec::new(),
-        hosts: Vec::new(),
-        keep: args.keep,
+        lab: testlab::Lab::new(&prefix, &exe, Teardown::Reset)?,
     };
     let step = |s: &str| -> Result<(), Interrupted> {
         if interrupted.load(Ordering::SeqCst) {
@@ -250,16 +196,16 @@ pub fn demo(args: &LabDemoArgs) -> anyhow::Result<()> {
     if interrupted.load(Ordering::SeqCst) {
         // Whatever the step in progress made of the signal, the user asked to stop: the
         // lab goes, even with --keep.
-        lab.keep = false;
         return Err(Interrupted.into());
     }
     result?;
 
     if args.keep {
+        lab.lab.keep();
         println!(
             "\nThe lab is still running (namespaces {p}h1 {p}h2 {p}c1 {p}c2 {p}c3; homes under {t}). Clean up with:\n  for h in h1 h2; do ip netns exec {p}$h weft --home {t}/$h reset; done\n  for n in h1 h2 c1 c2 c3; do ip netns delete {p}$n; done; rm -r {t}",
-            p = lab.prefix,
-            t = lab.tmp.display(),
+            p = lab.lab.prefix(),
+            t = lab.lab.tmp().display(),
         );
     } else {
         println!("\n==> cleaning up");

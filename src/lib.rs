@@ -24,3 +24,4 @@ pub mod router;
 pub mod secrets;
 pub mod state;
 pub mod sys;
+pub mod testlab;

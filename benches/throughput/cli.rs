@@ -1,4 +1,3 @@
-
 //! The command line, and the scenarios with their baselines and targets.
 
 use std::path::PathBuf;

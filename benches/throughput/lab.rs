@@ -1,6 +1,7 @@
-
 //! [`Lab`]: one scenario's namespaces, links, servers and weft routers, torn down on
-//! drop in the reverse order of their making.
+//! drop in the reverse order of their making. Namespaces, links, routers and teardown
+//! are weft's own [`testlab::Lab`] (the one the end-to-end tests and `weft lab demo`
+//! use); this adds servers, deadlines, stop requests and the bench's naming.
 
 use std::fs::OpenOptions;
 use std::net::Ipv4Addr;
@@ -9,8 +10,10 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use anyhow::Context as _;
+use weft::testlab;
 
-use crate::process::{self, ChildGuard, OnStop};
+use crate::process::{self, ChildGuard};
+use crate::signals;
 
 /// Deadline of an `ip` command.
 const IP_TIMEOUT: Duration = Duration::from_secs(10);
@@ -55,41 +58,42 @@ impl Router {
 /// One scenario's world. Everything it makes is named with the harness's pid.
 #[derive(Debug)]
 pub(crate) struct Lab {
-    /// `wfb<pid>-<seq>`: namespaces are `<prefix>-<role>`.
-    prefix: String,
     /// `wfb<pid>`: links are `<link_prefix>-<port>`.
     link_prefix: String,
-    tmp: PathBuf,
-    namespaces: Vec<String>,
     servers: Vec<ChildGuard>,
     routers: Vec<Router>,
+    /// Namespaces `wfb<pid>-<seq>-<role>` with their links, the routers (`weft reset`,
+    /// then SIGKILL), the temp dir; dropped after the servers.
+    inner: testlab::Lab,
 }
 
 impl Lab {
     /// An empty lab for the `seq`th scenario of this run.
     pub(crate) fn new(seq: usize) -> anyhow::Result<Self> {
         let pid = std::process::id();
-        let prefix = format!("wfb{pid}-{seq}");
-        let tmp = std::env::temp_dir().join(&prefix);
-        std::fs::create_dir_all(&tmp)
-            .with_context(|| format!("cannot create {}", tmp.display()))?;
+        let inner = testlab::Lab::new(
+            &format!("wfb{pid}-{seq}-"),
+            Path::new(WEFT),
+            testlab::Teardown::Reset,
+        )?;
         Ok(Self {
-            prefix,
             link_prefix: format!("wfb{pid}"),
-            tmp,
-            namespaces: Vec::new(),
             servers: Vec::new(),
             routers: Vec::new(),
+            inner,
         })
+    }
+
+    /// The role of one of this lab's namespaces, from its full name.
+    fn role<'a>(&self, ns: &'a str) -> anyhow::Result<&'a str> {
+        ns.strip_prefix(self.inner.prefix())
+            .with_context(|| format!("{ns} is not a namespace of this lab"))
     }
 
     /// Creates namespace `<prefix>-<role>` with loopback up; returns its name.
     pub(crate) fn add_ns(&mut self, role: &str) -> anyhow::Result<String> {
-        let name = format!("{}-{role}", self.prefix);
-        process::run_ok(Command::new("ip").args(["netns", "add", &name]), IP_TIMEOUT)?;
-        self.namespaces.push(name.clone());
-        self.ip(&name, &["link", "set", "lo", "up"])?;
-        Ok(name)
+        signals::check()?;
+        self.inner.add_ns(role)
     }
 
     /// `ip -n NS ARGS`; returns stdout.
@@ -105,9 +109,15 @@ impl Lab {
 
     /// `ip netns exec NS ARGV`, to run or spawn.
     pub(crate) fn exec(&self, ns: &str, argv: &[&str]) -> Command {
-        let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", ns]).args(argv);
-        cmd
+        match self.role(ns) {
+            Ok(role) => self.inner.exec(role, argv),
+            // Not one of ours: run it as named (it fails, saying so) rather than elsewhere.
+            Err(_) => {
+                let mut cmd = Command::new("ip");
+                cmd.args(["netns", "exec", ns]).args(argv);
+                cmd
+            }
+        }
     }
 
     /// The name of a link the lab makes on a host: `wfb<pid>-<port>`.
@@ -129,17 +139,10 @@ impl Lab {
         cidr: &str,
         mtu: u32,
     ) -> anyhow::Result<()> {
-        self.ip_line(
-            host,
-            &format!(
-                "link add {host_if} mtu {mtu} type veth peer name eth0 mtu {mtu} \
-                     netns {container}"
-            ),
-        )?;
-        self.ip(host, &["link", "set", host_if, "up"])?;
-        self.ip(container, &["addr", "add", cidr, "dev", "eth0"])?;
-        self.ip(container, &["link", "set", "eth0", "up"])?;
-        Ok(())
+        signals::check()?;
+        let (host, container) = (self.role(host)?, self.role(container)?);
+        self.inner.veth((host, host_if), (container, "eth0"), mtu)?;
+        self.inner.add_address(container, "eth0", cidr.parse()?)
     }
 
     /// The underlay between two hosts: a veth named `wfb<pid>-u` on both sides.
@@ -149,16 +152,13 @@ impl Lab {
         (b, b_cidr): (&str, &str),
         mtu: u32,
     ) -> anyhow::Result<()> {
+        signals::check()?;
         let link = self.link_name("u")?;
-        self.ip_line(
-            a,
-            &format!("link add {link} mtu {mtu} type veth peer name {link} mtu {mtu} netns {b}"),
-        )?;
-        for (ns, cidr) in [(a, a_cidr), (b, b_cidr)] {
-            self.ip(ns, &["addr", "add", cidr, "dev", &link])?;
-            self.ip(ns, &["link", "set", &link, "up"])?;
-        }
-        Ok(())
+        self.inner.link(
+            (self.role(a)?, &link, a_cidr.parse()?),
+            (self.role(b)?, &link, b_cidr.parse()?),
+            mtu,
+        )
     }
 
     /// The MTU of `ifname` inside `ns`.
@@ -188,7 +188,6 @@ impl Lab {
             let out = process::run(
                 &mut self.exec(from, &["ping", "-c", "1", "-W", "1", "-q", &to]),
                 Duration::from_secs(5),
-                OnStop::Abort,
             )?;
             Ok(out.status.success().then_some(()))
         })
@@ -198,7 +197,7 @@ impl Lab {
     /// lab drops; returns its pid (`ip netns exec` execs in place, so it is the
     /// program's own).
     pub(crate) fn spawn(&mut self, ns: &str, argv: &[&str], log: &str) -> anyhow::Result<u32> {
-        let log_path = self.tmp.join(log);
+        let log_path = self.inner.tmp().join(log);
         let log = OpenOptions::new()
             .create(true)
             .append(true)
@@ -219,12 +218,12 @@ impl Lab {
 
     /// What a process started by [`spawn`](Self::spawn) logged.
     pub(crate) fn log(&self, log: &str) -> String {
-        std::fs::read_to_string(self.tmp.join(log)).unwrap_or_default()
+        std::fs::read_to_string(self.inner.tmp().join(log)).unwrap_or_default()
     }
 
     /// A file in the lab's temp dir (removed at teardown).
     pub(crate) fn tmp_file(&self, name: &str) -> PathBuf {
-        self.tmp.join(name)
+        self.inner.tmp().join(name)
     }
 
     /// `weft launch PEERS EXTRA` in `host`; returns the router once its API answers.
@@ -236,7 +235,7 @@ impl Lab {
     ) -> anyhow::Result<Router> {
         let router = Router {
             host: host.to_owned(),
-            home: self.tmp.join(format!("weft{}", self.routers.len() + 1)),
+            home: self.inner.home(self.role(host)?),
         };
         // Registered before launching, so a half-started router is torn down too.
         self.routers.push(router.clone());
@@ -261,7 +260,7 @@ impl Lab {
         args: &[&str],
         timeout: Duration,
     ) -> anyhow::Result<String> {
-        let mut cmd = self.weft_command(router, args);
+        let mut cmd = self.inner.weft(self.role(&router.host)?, args);
         process::run_ok(&mut cmd, timeout).map_err(|e| {
             let log = router.log_tail();
             if log.is_empty() {
@@ -270,12 +269,6 @@ impl Lab {
                 e.context(format!("router log ({}):\n{log}", router.home.display()))
             }
         })
-    }
-
-    fn weft_command(&self, router: &Router, args: &[&str]) -> Command {
-        let mut cmd = self.exec(&router.host, &[WEFT, "--home"]);
-        cmd.arg(&router.home).args(args);
-        cmd
     }
 
     /// `weft attach CONTAINER --ip CIDR` through `router`; the container's interface is
@@ -304,79 +297,13 @@ impl Lab {
         }
         Ok(())
     }
-
-    fn stop_router(&self, router: &Router) {
-        let pid = router.pid();
-        let mut reset = self.weft_command(router, &["reset", "--force"]);
-        match process::run(&mut reset, WEFT_TIMEOUT, OnStop::Continue) {
-            Ok(out) if out.status.success() => {}
-            Ok(out) => eprintln!(
-                "   teardown: `weft reset` on {} failed ({}): {}",
-                router.host,
-                out.status,
-                out.stderr.trim()
-            ),
-            Err(e) => eprintln!("   teardown: `weft reset` on {}: {e:#}", router.host),
-        }
-        let Some(pid) = pid else { return };
-        if process::alive(pid)
-            && process::cmdline_mentions(pid, &router.home)
-            && let Err(e) = process::kill_and_wait(pid, Duration::from_secs(5))
-        {
-            eprintln!("   teardown: weft router on {}: {e:#}", router.host);
-        }
-    }
-
-    fn delete_ns(name: &str) {
-        // Anything still inside one of our namespaces was started by this harness
-        // (a router's helper, an iperf3); it would keep the namespace alive, unnamed.
-        let pids = process::run(
-            Command::new("ip").args(["netns", "pids", name]),
-            IP_TIMEOUT,
-            OnStop::Continue,
-        )
-        .map(|out| out.stdout)
-        .unwrap_or_default();
-        for pid in pids
-            .split_whitespace()
-            .filter_map(|p| p.parse::<u32>().ok())
-        {
-            eprintln!("   teardown: pid {pid} still in {name}; killing it");
-            if let Err(e) = process::kill_and_wait(pid, Duration::from_secs(5)) {
-                eprintln!("   teardown: {e:#}");
-            }
-        }
-        let del = process::run(
-            Command::new("ip").args(["netns", "del", name]),
-            IP_TIMEOUT,
-            OnStop::Continue,
-        );
-        match del {
-            Ok(out) if out.status.success() => {}
-            Ok(out) => eprintln!(
-                "   teardown: `ip netns del {name}` failed: {}; delete it by hand",
-                out.stderr.trim()
-            ),
-            Err(e) => eprintln!("   teardown: `ip netns del {name}`: {e:#}"),
-        }
-    }
 }
 
 impl Drop for Lab {
     fn drop(&mut self) {
+        // The servers first; `inner` then resets the routers, kills what is left in the
+        // namespaces, removes them (containers before hosts) and the temp dir.
         self.servers.clear();
-        for router in self.routers.iter().rev() {
-            self.stop_router(router);
-        }
-        // Containers before hosts: the reverse of creation.
-        while let Some(ns) = self.namespaces.pop() {
-            Self::delete_ns(&ns);
-        }
-        if let Err(e) = std::fs::remove_dir_all(&self.tmp)
-            && e.kind() != std::io::ErrorKind::NotFound
-        {
-            eprintln!("   teardown: cannot remove {}: {e}", self.tmp.display());
-        }
     }
 }
 

@@ -1,4 +1,3 @@
-
 //! iperf3 runs and the CPU time spent during them.
 //!
 //! CPU time comes from /proc/stat (the whole machine: user, nice, system, irq,
@@ -225,7 +224,7 @@ impl IperfServer {
         let what = process::describe(&cmd);
         let before = CpuCounters::read(routers)?;
         let timeout = Duration::from_secs(duration.into()) + CLIENT_SLACK;
-        let out = process::run(&mut cmd, timeout, process::OnStop::Abort)?;
+        let out = process::run(&mut cmd, timeout)?;
         let after = CpuCounters::read(routers)?;
         let json: Value = serde_json::from_str(&out.stdout).with_context(|| {
             format!(

@@ -1,7 +1,5 @@
-
 //! Running commands with deadlines: nothing the harness starts can hang it.
 
-use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -12,16 +10,6 @@ use crate::signals;
 
 /// How often waits re-check their condition.
 pub(crate) const POLL: Duration = Duration::from_millis(20);
-
-/// Whether a wait gives up when a stop is requested (setup, measuring) or carries on
-/// (teardown, which must finish).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum OnStop {
-    /// Kill the command and return [`signals::Interrupted`].
-    Abort,
-    /// Let the command finish (its deadline still applies).
-    Continue,
-}
 
 /// What a finished command printed.
 #[derive(Debug)]
@@ -61,12 +49,9 @@ pub(crate) fn require_tools(tools: &[&str]) -> anyhow::Result<()> {
     }
 }
 
-/// Runs `cmd` to completion, killing it after `timeout` (an error naming the command).
-pub(crate) fn run(
-    cmd: &mut Command,
-    timeout: Duration,
-    on_stop: OnStop,
-) -> anyhow::Result<Finished> {
+/// Runs `cmd` to completion, killing it after `timeout` (an error naming the command) or
+/// on a stop request ([`signals::Interrupted`]).
+pub(crate) fn run(cmd: &mut Command, timeout: Duration) -> anyhow::Result<Finished> {
     let what = describe(cmd);
     let mut child = cmd
         .stdin(Stdio::null())
@@ -84,7 +69,7 @@ pub(crate) fn run(
         {
             break status;
         }
-        let interrupted = on_stop == OnStop::Abort && signals::stop_requested();
+        let interrupted = signals::stop_requested();
         if interrupted || Instant::now() > deadline {
             // The reader threads are left to finish on their own: a grandchild may
             // still hold the pipes open.
@@ -107,7 +92,7 @@ pub(crate) fn run(
 /// Runs `cmd` (aborting on a stop request) and returns its stdout; a non-zero exit is an
 /// error carrying everything it printed.
 pub(crate) fn run_ok(cmd: &mut Command, timeout: Duration) -> anyhow::Result<String> {
-    let out = run(cmd, timeout, OnStop::Abort)?;
+    let out = run(cmd, timeout)?;
     if !out.status.success() {
         anyhow::bail!(
             "`{}` failed ({}): {}{}",
@@ -169,36 +154,6 @@ pub(crate) fn alive(pid: u32) -> bool {
         stat.rsplit_once(')')
             .is_some_and(|(_, rest)| !rest.trim_start().starts_with(['Z', 'X']))
     })
-}
-
-/// Whether the process's command line mentions `needle` (so a pid from a stale pidfile
-/// that the system reused for something else is never killed).
-pub(crate) fn cmdline_mentions(pid: u32, needle: &Path) -> bool {
-    let Ok(raw) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
-        return false;
-    };
-    let needle = needle.as_os_str().as_encoded_bytes();
-    raw.split(|&b| b == 0).any(|arg| arg == needle)
-}
-
-/// SIGKILLs a process that is not our child and waits until it is gone.
-pub(crate) fn kill_and_wait(pid: u32, timeout: Duration) -> anyhow::Result<()> {
-    let Ok(raw) = i32::try_from(pid) else {
-        anyhow::bail!("pid {pid} out of range");
-    };
-    let target = nix::unistd::Pid::from_raw(raw);
-    match nix::sys::signal::kill(target, nix::sys::signal::Signal::SIGKILL) {
-        Ok(()) | Err(nix::errno::Errno::ESRCH) => {}
-        Err(e) => anyhow::bail!("cannot kill pid {pid}: {e}"),
-    }
-    let deadline = Instant::now() + timeout;
-    while alive(pid) {
-        if Instant::now() > deadline {
-            anyhow::bail!("pid {pid} still alive {timeout:?} after SIGKILL");
-        }
-        std::thread::sleep(POLL);
-    }
-    Ok(())
 }
 
 /// A child that is SIGKILLed and reaped when dropped.

@@ -1,4 +1,3 @@
-
 //! The results as markdown: a TCP table, a small-packet UDP table, what was not
 //! measured and why, and the machine they were measured on.
 

@@ -1,4 +1,3 @@
-
 //! Each scenario's topology and the measurements run through it.
 //!
 //! Client container `c1` (198.18.0.1) sends to server container `c2` (198.18.0.2),

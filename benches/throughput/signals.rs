@@ -1,4 +1,3 @@
-
 //! SIGINT, SIGTERM and SIGHUP become a stop flag, so the harness tears down on its main
 //! thread with every guard still in scope instead of dying halfway through a setup.
 //!

@@ -1,10 +1,11 @@
 //! The end-to-end test lab: network namespaces as hosts and containers, real veths,
 //! real weft routers, real traffic.
 //!
-//! Every namespace a test makes is named `wt<pid><n>-<short>` and deleted when the
-//! [`Lab`] drops, even when the test fails; every router it launched is killed by the
-//! pid in its own pidfile. Tests need root; without it they skip, except under
-//! `CI=true` where they fail loudly.
+//! The lab itself is [`weft::testlab::Lab`] (shared with `weft lab demo` and the
+//! throughput bench): every namespace a test makes is named `wt<pid><n>-<short>` and
+//! deleted when the [`Lab`] drops, even when the test fails; every router it launched is
+//! killed by the pid in its own pidfile. Tests need root; without it they skip, except
+//! under `CI=true` where they fail loudly.
 
 #![allow(dead_code, unreachable_pub)]
 // Test support: failing loudly is the point.
@@ -12,7 +13,7 @@
 
 use std::os::fd::AsFd as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
@@ -20,7 +21,7 @@ use weft::api::Endpoint;
 use weft::api::client::Client;
 use weft::api::report::{PeerReport, StatusReport};
 use weft::netlink::Netlink;
-use weft::netns::{self, NamedNetns};
+use weft::netns;
 
 pub mod docker;
 
@@ -96,12 +97,10 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<
     }
 }
 
-/// A set of namespaces and routers that is torn down on drop.
+/// A set of namespaces and routers that is torn down on drop ([`weft::testlab::Lab`],
+/// with the panicking helpers a test wants).
 pub struct Lab {
-    prefix: String,
-    netns: Vec<NamedNetns>,
-    homes: Vec<PathBuf>,
-    tmp: PathBuf,
+    inner: weft::testlab::Lab,
 }
 
 impl Lab {
@@ -111,34 +110,25 @@ impl Lab {
             return None;
         }
         let n = LAB_SEQ.fetch_add(1, Ordering::SeqCst);
-        let prefix = format!("wt{}{}", std::process::id(), n);
-        let tmp = std::env::temp_dir().join(format!("weft-test-{prefix}"));
-        std::fs::create_dir_all(&tmp).expect("create lab temp dir");
-        Some(Self {
-            prefix,
-            netns: Vec::new(),
-            homes: Vec::new(),
-            tmp,
-        })
+        let prefix = format!("wt{}{}-", std::process::id(), n);
+        let inner = weft::testlab::Lab::new(
+            &prefix,
+            Path::new(env!("CARGO_BIN_EXE_weft")),
+            weft::testlab::Teardown::Kill,
+        )
+        .expect("create the lab");
+        Some(Self { inner })
     }
 
     /// The full namespace name for a short name.
     pub fn ns(&self, short: &str) -> String {
-        format!("{}-{short}", self.prefix)
+        self.inner.ns(short)
     }
 
     /// Creates namespaces (hosts or containers) with loopback up.
     pub fn add_ns(&mut self, shorts: &[&str]) {
         for short in shorts {
-            let ns = NamedNetns::create(&self.ns(short)).expect("create namespace");
-            let fd = ns.open().expect("open namespace");
-            netns::run_in_netns(fd.as_fd(), || {
-                let mut nl = Netlink::new().expect("netlink");
-                let lo = nl.link_by_name("lo").expect("lo").expect("lo exists");
-                nl.set_up(lo.index, true).expect("lo up");
-            })
-            .expect("enter namespace");
-            self.netns.push(ns);
+            self.inner.add_ns(short).expect("create namespace");
         }
     }
 
@@ -150,40 +140,24 @@ impl Lab {
     /// Like [`link`](Self::link) with a chosen MTU.
     pub fn link_mtu(&mut self, a: &str, a_cidr: &str, b: &str, b_cidr: &str, mtu: u32) {
         let (a_if, b_if) = (format!("u-{b}"), format!("u-{a}"));
-        self.exec_ok(
-            a,
-            &[
-                "ip",
-                "link",
-                "add",
-                &a_if,
-                "type",
-                "veth",
-                "peer",
-                "name",
-                &b_if,
-                "netns",
-                &self.ns(b),
-            ],
-        );
-        for (ns, ifn, cidr) in [(a, &a_if, a_cidr), (b, &b_if, b_cidr)] {
-            self.exec_ok(ns, &["ip", "link", "set", ifn, "mtu", &mtu.to_string()]);
-            self.exec_ok(ns, &["ip", "addr", "add", cidr, "dev", ifn]);
-            self.exec_ok(ns, &["ip", "link", "set", ifn, "up"]);
-        }
+        self.inner
+            .link(
+                (a, &a_if, a_cidr.parse().expect("CIDR")),
+                (b, &b_if, b_cidr.parse().expect("CIDR")),
+                mtu,
+            )
+            .expect("underlay link");
     }
 
     /// The home directory of the router on `host`.
     pub fn home(&self, host: &str) -> PathBuf {
-        self.tmp.join(host)
+        self.inner.home(host)
     }
 
     /// Runs a command inside a namespace.
     pub fn exec(&self, ns: &str, argv: &[&str]) -> Output {
-        Command::new("ip")
-            .args(["netns", "exec", &self.ns(ns)])
-            .args(argv)
-            .stdin(Stdio::null())
+        self.inner
+            .exec(ns, argv)
             .output()
             .expect("run ip netns exec")
     }
@@ -209,20 +183,9 @@ impl Lab {
 
     /// Like [`weft`](Self::weft), with extra environment variables (e.g. `WEFT_PASSWORD`).
     pub fn weft_env(&mut self, host: &str, env: &[(&str, &str)], args: &[&str]) -> Output {
-        let home = self.home(host);
-        if !self.homes.contains(&home) {
-            self.homes.push(home.clone());
-        }
-        Command::new("ip")
-            .args(["netns", "exec", &self.ns(host)])
-            .arg(env!("CARGO_BIN_EXE_weft"))
-            .arg("--home")
-            .arg(&home)
-            .args(args)
-            // Test routers are not Docker hosts unless a test says so (tests/docker.rs).
-            .env("WEFT_NO_DOCKER_PLUGIN", "true")
+        self.inner
+            .weft(host, args)
             .envs(env.iter().copied())
-            .stdin(Stdio::null())
             .output()
             .expect("run weft")
     }
@@ -261,11 +224,9 @@ impl Lab {
 
     /// The pid of the router running on a host, from its pidfile.
     pub fn router_pid(&self, host: &str) -> Option<i32> {
-        std::fs::read_to_string(self.home(host).join("weft.pid"))
-            .ok()?
-            .trim()
-            .parse()
-            .ok()
+        self.inner
+            .router_pid(host)
+            .and_then(|p| i32::try_from(p).ok())
     }
 
     /// CPU time (user + system, in clock ticks of 1/100 s) a host's router has used.
@@ -381,18 +342,17 @@ impl Lab {
 
     /// A temp path inside the lab.
     pub fn tmp(&self, name: &str) -> PathBuf {
-        self.tmp.join(name)
+        self.inner.tmp().join(name)
     }
 }
 
 /// The pid in a weft pidfile, if a live process still holds its lock (a stale pidfile's
 /// pid may belong to someone else by now).
 pub fn pidfile_holder(pidfile: &Path) -> Option<i32> {
-    let f = std::fs::File::open(pidfile).ok()?;
-    match nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockSharedNonblock) {
-        Ok(_) => None,
-        Err(_) => std::fs::read_to_string(pidfile).ok()?.trim().parse().ok(),
-    }
+    weft::pidfile::running_pid(pidfile)
+        .ok()
+        .flatten()
+        .and_then(|p| i32::try_from(p).ok())
 }
 
 fn proc_is_zombie(pid: i32) -> bool {
@@ -403,35 +363,6 @@ fn proc_is_zombie(pid: i32) -> bool {
                 .is_some_and(|rest| rest.trim_start().starts_with('Z'))
         })
         .unwrap_or(true)
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        // Routers first (a router would start its Docker plugin again), then plugins.
-        let pidfiles = ["weft.pid", "docker-plugin.pid"]
-            .iter()
-            .flat_map(|f| self.homes.iter().map(move |h| h.join(f)));
-        for pidfile in pidfiles {
-            if let Some(pid) = pidfile_holder(&pidfile) {
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(pid),
-                    nix::sys::signal::Signal::SIGKILL,
-                );
-                let deadline = Instant::now() + Duration::from_secs(5);
-                while Path::new(&format!("/proc/{pid}")).exists()
-                    && !proc_is_zombie(pid)
-                    && Instant::now() < deadline
-                {
-                    std::thread::sleep(Duration::from_millis(10));
-                }
-            }
-        }
-        // Namespaces go in reverse order of creation (containers after their hosts' links).
-        while let Some(ns) = self.netns.pop() {
-            drop(ns);
-        }
-        let _ = std::fs::remove_dir_all(&self.tmp);
-    }
 }
 
 /// `/etc/netns/NAME/hosts` for a lab namespace: `ip netns exec` mounts it over
