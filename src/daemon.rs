@@ -21,7 +21,7 @@ pub(crate) fn block_stop_signals() -> anyhow::Result<SigSet> {
 
 /// What the router process runs with, besides the router's own options.
 #[derive(Debug, Clone)]
-pub struct DaemonOptions {
+pub(crate) struct DaemonOptions {
     /// What to log: a `tracing` filter (`info`, `debug`, `weft::meshd=trace`, ...).
     pub log_filter: String,
     /// Where the Docker plugin it supervises listens; none: no plugin.
@@ -33,7 +33,7 @@ pub struct DaemonOptions {
 }
 
 /// Why the home's directories are unsafe, one line each (none: they are fine).
-pub fn unsafe_dirs(home: &Home) -> Vec<String> {
+pub(crate) fn unsafe_dirs(home: &Home) -> Vec<String> {
     let mut dirs = vec![home.state_dir()];
     if home.run_dir() != home.state_dir() {
         dirs.push(home.run_dir());
@@ -44,7 +44,7 @@ pub fn unsafe_dirs(home: &Home) -> Vec<String> {
 }
 
 /// Runs the router until `weft stop`, SIGTERM or SIGINT.
-pub fn run(home: &Home, options: &DaemonOptions) -> anyhow::Result<()> {
+pub(crate) fn run(home: &Home, options: &DaemonOptions) -> anyhow::Result<()> {
     home.ensure()?;
     // Block the stop signals before any thread exists, so every thread inherits the mask
     // and only the signal thread below ever sees them.

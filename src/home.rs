@@ -10,20 +10,20 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 
 /// Default directory for durable state.
-pub const DEFAULT_STATE_DIR: &str = "/var/lib/weft";
+pub(crate) const DEFAULT_STATE_DIR: &str = "/var/lib/weft";
 /// Default directory for runtime files.
-pub const DEFAULT_RUN_DIR: &str = "/run/weft";
+pub(crate) const DEFAULT_RUN_DIR: &str = "/run/weft";
 
 /// The paths of one router.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Home {
+pub(crate) struct Home {
     state_dir: PathBuf,
     run_dir: PathBuf,
 }
 
 impl Home {
     /// One directory for everything (`--home DIR`), or the system defaults.
-    pub fn new(home: Option<&Path>) -> Self {
+    pub(crate) fn new(home: Option<&Path>) -> Self {
         match home {
             Some(dir) => Self {
                 state_dir: dir.to_path_buf(),
@@ -37,7 +37,7 @@ impl Home {
     }
 
     /// Creates the directories (mode 0700: the socket is a root-only control plane).
-    pub fn ensure(&self) -> anyhow::Result<()> {
+    pub(crate) fn ensure(&self) -> anyhow::Result<()> {
         use std::os::unix::fs::DirBuilderExt as _;
         for dir in [&self.state_dir, &self.run_dir] {
             std::fs::DirBuilder::new()
@@ -50,43 +50,43 @@ impl Home {
     }
 
     /// Durable state: endpoints, exposed addresses, networks, peer name, connect targets.
-    pub fn state_file(&self) -> PathBuf {
+    pub(crate) fn state_file(&self) -> PathBuf {
         self.state_dir.join("state.json")
     }
 
     /// The router's log when it runs in the background.
-    pub fn log_file(&self) -> PathBuf {
+    pub(crate) fn log_file(&self) -> PathBuf {
         self.state_dir.join("weft.log")
     }
 
     /// The log before the last rotation (see [`crate::logfile`]).
-    pub fn old_log_file(&self) -> PathBuf {
+    pub(crate) fn old_log_file(&self) -> PathBuf {
         crate::logfile::rotated_path(&self.log_file())
     }
 
     /// The local API (HTTP+JSON) socket.
-    pub fn socket(&self) -> PathBuf {
+    pub(crate) fn socket(&self) -> PathBuf {
         self.run_dir.join("weft.sock")
     }
 
     /// The pidfile, held under an exclusive lock while the router lives.
-    pub fn pidfile(&self) -> PathBuf {
+    pub(crate) fn pidfile(&self) -> PathBuf {
         self.run_dir.join("weft.pid")
     }
 
     /// The directory of durable state.
-    pub fn state_dir(&self) -> &Path {
+    pub(crate) fn state_dir(&self) -> &Path {
         &self.state_dir
     }
 
     /// The directory of runtime files.
-    pub fn run_dir(&self) -> &Path {
+    pub(crate) fn run_dir(&self) -> &Path {
         &self.run_dir
     }
 }
 
 /// Removes a file a home holds; one that is already gone is fine (reset is idempotent).
-pub fn remove_if_present(path: &Path) -> anyhow::Result<()> {
+pub(crate) fn remove_if_present(path: &Path) -> anyhow::Result<()> {
     match std::fs::remove_file(path) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),

@@ -173,7 +173,7 @@ fn watch_stop_signals() -> anyhow::Result<Arc<AtomicBool>> {
 }
 
 /// Runs the demo.
-pub fn demo(args: &LabDemoArgs) -> anyhow::Result<()> {
+pub(crate) fn demo(args: &LabDemoArgs) -> anyhow::Result<()> {
     anyhow::ensure!(
         nix::unistd::geteuid().is_root(),
         "weft lab demo needs root (it creates network namespaces)"

@@ -4,24 +4,27 @@
 //! benches and the lab drive the same code. The pure cores live in their own crates
 //! (`wire`, `learning`, `switch`, `tunnel`, `mesh`, `datapath`); this crate holds
 //! everything that touches the operating system, and the wiring between the cores.
+//!
+//! Only what the binary, the tests, the benches and the fuzz targets use is public;
+//! the rest is `pub(crate)`, so rustc reports what nothing uses.
 
 pub mod api;
 pub mod cli;
 pub mod cni;
-pub mod daemon;
+pub(crate) mod daemon;
 pub mod dataplane;
 pub mod docker;
-pub mod home;
+pub(crate) mod home;
 pub mod io;
 pub mod lab;
-pub mod logfile;
+pub(crate) mod logfile;
 pub mod meshd;
 pub mod netlink;
 pub mod netns;
 pub mod pidfile;
-pub mod ratelog;
-pub mod router;
-pub mod secrets;
-pub mod state;
-pub mod sys;
+pub(crate) mod ratelog;
+pub(crate) mod router;
+pub(crate) mod secrets;
+pub(crate) mod state;
+pub(crate) mod sys;
 pub mod testlab;

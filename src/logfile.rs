@@ -25,10 +25,10 @@ pub(crate) fn init_logging(filter: &str, log: &Path) {
 }
 
 /// Size at which the log is rotated.
-pub const MAX_LOG_BYTES: u64 = 10 * 1024 * 1024;
+pub(crate) const MAX_LOG_BYTES: u64 = 10 * 1024 * 1024;
 
 /// The name the previous log gets.
-pub fn rotated_path(path: &Path) -> PathBuf {
+pub(crate) fn rotated_path(path: &Path) -> PathBuf {
     let mut name = path.file_name().unwrap_or_default().to_os_string();
     name.push(".1");
     path.with_file_name(name)
@@ -45,14 +45,14 @@ struct Inner {
 
 /// A log file that rotates itself; a `tracing` writer.
 #[derive(Debug)]
-pub struct LogFile {
+pub(crate) struct LogFile {
     inner: Mutex<Inner>,
 }
 
 impl LogFile {
     /// The log at `path` (appended to), rotated at `max` bytes. With `redirect_std` the
     /// process's stdout and stderr follow each fresh file.
-    pub fn open(path: &Path, max: u64, redirect_std: bool) -> io::Result<Self> {
+    pub(crate) fn open(path: &Path, max: u64, redirect_std: bool) -> io::Result<Self> {
         let file = OpenOptions::new().create(true).append(true).open(path)?;
         let size = file.metadata()?.len();
         Ok(Self {
@@ -68,13 +68,12 @@ impl LogFile {
 
     /// When stderr is the file at `path` (a router `launch` started in the background),
     /// that log, rotated at [`MAX_LOG_BYTES`] with stdout and stderr following it.
-    pub fn for_stderr(path: &Path) -> Option<Self> {
+    pub(crate) fn for_stderr(path: &Path) -> Option<Self> {
         use std::os::fd::AsFd as _;
         use std::os::unix::fs::MetadataExt as _;
         let stderr = nix::sys::stat::fstat(io::stderr().as_fd()).ok()?;
         let file = std::fs::metadata(path).ok()?;
-        let same = u64::try_from(stderr.st_dev).ok() == Some(file.dev())
-            && u64::try_from(stderr.st_ino).ok() == Some(file.ino());
+        let same = stderr.st_dev == file.dev() && stderr.st_ino == file.ino();
         if !same {
             return None;
         }
@@ -112,7 +111,7 @@ impl Inner {
 
 /// One event's line, written whole when the formatter finishes it.
 #[derive(Debug)]
-pub struct LineWriter<'a> {
+pub(crate) struct LineWriter<'a> {
     log: &'a LogFile,
     line: Vec<u8>,
 }

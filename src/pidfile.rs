@@ -21,11 +21,11 @@ use nix::fcntl::{Flock, FlockArg};
 
 /// How long [`PidLock::acquire`] waits for a holder that is exiting (a zombie, or gone
 /// from `/proc`) to release the lock.
-pub const EXIT_WAIT: Duration = Duration::from_secs(5);
+pub(crate) const EXIT_WAIT: Duration = Duration::from_secs(5);
 
 /// How long [`PidLock::acquire`] waits for a holder that still looks alive: `kill -9`
 /// followed at once by a launch can see the old router before the signal landed.
-pub const ALIVE_GRACE: Duration = Duration::from_millis(500);
+pub(crate) const ALIVE_GRACE: Duration = Duration::from_millis(500);
 
 /// How often a wait looks again.
 const POLL: Duration = Duration::from_millis(20);
@@ -80,7 +80,7 @@ fn errno_error(path: &Path, what: &'static str, errno: Errno) -> PidfileError {
 /// The exclusive lock on a home's pidfile, held for the router's whole life; dropping it
 /// removes the pidfile (a clean stop leaves none behind).
 #[derive(Debug)]
-pub struct PidLock {
+pub(crate) struct PidLock {
     _lock: Flock<File>,
     path: PathBuf,
     /// The pid a stale pidfile named: a router that did not stop cleanly.
@@ -91,7 +91,7 @@ impl PidLock {
     /// Takes the lock and writes our pid. A holder that is exiting is waited for (up to
     /// [`EXIT_WAIT`]), one that looks alive for [`ALIVE_GRACE`]; then it is
     /// [`PidfileError::Running`].
-    pub fn acquire(path: &Path) -> Result<Self, PidfileError> {
+    pub(crate) fn acquire(path: &Path) -> Result<Self, PidfileError> {
         let mut lock = wait_unlocked(path, || {
             loop {
                 let file = std::fs::OpenOptions::new()
@@ -132,7 +132,7 @@ impl PidLock {
 
     /// The pid of the router that held the pidfile before and did not remove it: it
     /// crashed or was killed, and its state is being recovered.
-    pub fn previous(&self) -> Option<u32> {
+    pub(crate) fn previous(&self) -> Option<u32> {
         self.previous
     }
 }
@@ -145,7 +145,7 @@ impl Drop for PidLock {
 
 /// Fails with [`PidfileError::Running`] when a router runs on this pidfile, after waiting
 /// for one that is exiting like [`PidLock::acquire`] does; takes nothing.
-pub fn ensure_not_running(path: &Path) -> Result<(), PidfileError> {
+pub(crate) fn ensure_not_running(path: &Path) -> Result<(), PidfileError> {
     wait_unlocked(path, || Ok(running_pid(path)?.is_none().then_some(())))
 }
 

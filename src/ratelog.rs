@@ -11,7 +11,7 @@
 use std::time::{Duration, Instant};
 
 /// A kind of event: the words a summary says it in ("mesh connections refused").
-pub type Kind = &'static str;
+pub(crate) type Kind = &'static str;
 
 #[derive(Debug, Clone, Copy)]
 struct Window {
@@ -23,7 +23,7 @@ struct Window {
 
 /// A summary of events not logged one by one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Summary {
+pub(crate) struct Summary {
     /// What happened.
     pub kind: Kind,
     /// How many times beyond the ones logged.
@@ -34,7 +34,7 @@ pub struct Summary {
 
 impl std::fmt::Display for Summary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let (n, unit) = if self.window.as_secs() % 60 == 0 && self.window.as_secs() > 0 {
+        let (n, unit) = if self.window.as_secs().is_multiple_of(60) && self.window.as_secs() > 0 {
             (self.window.as_secs() / 60, "minute")
         } else {
             (self.window.as_secs(), "second")
@@ -54,7 +54,7 @@ impl std::fmt::Display for Summary {
 
 /// Per-kind windows of logged and suppressed events.
 #[derive(Debug, Clone)]
-pub struct LogLimiter {
+pub(crate) struct LogLimiter {
     window: Duration,
     burst: u32,
     windows: Vec<Window>,
@@ -69,7 +69,7 @@ impl Default for LogLimiter {
 
 impl LogLimiter {
     /// Windows of `window`, each logging `burst` events one by one.
-    pub fn new(window: Duration, burst: u32) -> Self {
+    pub(crate) fn new(window: Duration, burst: u32) -> Self {
         Self {
             window,
             burst,
@@ -77,13 +77,8 @@ impl LogLimiter {
         }
     }
 
-    /// How many events of a kind a window logs one by one.
-    pub fn burst(&self) -> u32 {
-        self.burst
-    }
-
     /// Whether to log this event of `kind` now (else log it at debug, it is counted).
-    pub fn allow(&mut self, now: Instant, kind: Kind) -> bool {
+    pub(crate) fn allow(&mut self, now: Instant, kind: Kind) -> bool {
         let window = self.window;
         let w = match self.windows.iter_mut().find(|w| w.kind == kind) {
             Some(w) if now < w.ends => w,
@@ -125,7 +120,7 @@ impl LogLimiter {
 
     /// A summary that is due (its window ended with events not logged), at most one per
     /// call; call until `None`.
-    pub fn poll_summary(&mut self, now: Instant) -> Option<Summary> {
+    pub(crate) fn poll_summary(&mut self, now: Instant) -> Option<Summary> {
         let window = self.window;
         let w = self
             .windows
@@ -148,7 +143,7 @@ impl LogLimiter {
     }
 
     /// When the next summary is due, if one will be.
-    pub fn poll_timeout(&self) -> Option<Instant> {
+    pub(crate) fn poll_timeout(&self) -> Option<Instant> {
         self.windows
             .iter()
             .filter(|w| w.suppressed > 0)

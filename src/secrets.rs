@@ -9,10 +9,10 @@ use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _, PermissionsExt as
 use std::path::Path;
 
 /// The mode of every secret-bearing file.
-pub const PRIVATE_MODE: u32 = 0o600;
+pub(crate) const PRIVATE_MODE: u32 = 0o600;
 
 /// Creates `path` (which must not exist) readable and writable by its owner only.
-pub fn create_private(path: &Path) -> io::Result<File> {
+pub(crate) fn create_private(path: &Path) -> io::Result<File> {
     OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -21,13 +21,13 @@ pub fn create_private(path: &Path) -> io::Result<File> {
 }
 
 /// Makes an existing file (or socket) readable and writable by its owner only.
-pub fn restrict(path: &Path) -> io::Result<()> {
+pub(crate) fn restrict(path: &Path) -> io::Result<()> {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(PRIVATE_MODE))
 }
 
 /// Why a home directory is unsafe, if it is: writable by group or others, or owned by
 /// someone else than us.
-pub fn unsafe_dir(dir: &Path) -> Option<String> {
+pub(crate) fn unsafe_dir(dir: &Path) -> Option<String> {
     let meta = std::fs::metadata(dir).ok()?;
     let mode = meta.mode() & 0o7777;
     let euid = nix::unistd::geteuid().as_raw();

@@ -17,12 +17,12 @@ use serde::{Deserialize, Serialize};
 use tunnel::Vni;
 
 /// The on-disk format version this build writes and reads.
-pub const FORMAT: u32 = 1;
+pub(crate) const FORMAT: u32 = 1;
 
 /// Everything a router must remember across restarts.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct State {
+pub(crate) struct State {
     /// On-disk format version.
     pub format: u32,
     /// This router's peer name (MAC-like), random on first launch, then stable.
@@ -53,7 +53,7 @@ pub struct State {
 
 /// A named network.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct NetworkSpec {
+pub(crate) struct NetworkSpec {
     /// Its VXLAN network identifier on the wire (24 bits).
     #[serde(with = "crate::api::codec::vni")]
     pub vni: Vni,
@@ -61,7 +61,7 @@ pub struct NetworkSpec {
 
 /// An attached container: enough to find its veth again and to undo the attach.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct EndpointRecord {
+pub(crate) struct EndpointRecord {
     /// The target as the user named it (netns name, pid or path).
     pub target: String,
     /// The namespace file resolved at attach time.
@@ -94,7 +94,7 @@ pub struct EndpointRecord {
 
 /// A host port on a network.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ExposedRecord {
+pub(crate) struct ExposedRecord {
     /// The TAP device's name.
     pub tap: String,
     /// The host's addresses on it.
@@ -105,7 +105,7 @@ impl State {
     /// Reads the state file; a missing file is a fresh router. A file that exists but
     /// cannot be read is an error naming the file: silently starting empty would drop
     /// every endpoint the user attached.
-    pub fn load(path: &Path) -> anyhow::Result<Self> {
+    pub(crate) fn load(path: &Path) -> anyhow::Result<Self> {
         let bytes = match std::fs::read(path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -133,7 +133,7 @@ impl State {
     }
 
     /// Writes the state atomically.
-    pub fn save(&self, path: &Path) -> anyhow::Result<()> {
+    pub(crate) fn save(&self, path: &Path) -> anyhow::Result<()> {
         let mut bytes = serde_json::to_vec_pretty(self).context("cannot encode weft state")?;
         bytes.push(b'\n');
         write_atomic(path, &bytes)
@@ -142,7 +142,7 @@ impl State {
 
 /// Replaces `path` with `bytes` so that a crash at any moment leaves either the old or the
 /// new content, never a torn file. The file is readable by its owner only.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())

@@ -9,11 +9,11 @@ use tunnel::Vni;
 /// Why a number is not the VNI of a weft network.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("invalid VNI {0}: must be 1-16777215")]
-pub struct InvalidVni(pub u64);
+pub(crate) struct InvalidVni(pub u64);
 
 /// The VNI of a weft network: 1 ..= 2^24 − 1. Zero is refused (tools read it as "no
 /// VNI"), and so is anything that does not fit the VXLAN header's 24 bits.
-pub fn network_vni(value: u64) -> Result<Vni, InvalidVni> {
+pub(crate) fn network_vni(value: u64) -> Result<Vni, InvalidVni> {
     u32::try_from(value)
         .ok()
         .filter(|&v| v != 0)
@@ -27,7 +27,7 @@ pub fn network_vni(value: u64) -> Result<Vni, InvalidVni> {
     clippy::panic,
     reason = "evaluated at compile time when used in a const: a bad constant fails the build"
 )]
-pub const fn const_vni(value: u32) -> Vni {
+pub(crate) const fn const_vni(value: u32) -> Vni {
     match Vni::new(value) {
         Some(v) if value != 0 => v,
         _ => panic!("not the VNI of a weft network"),
@@ -35,7 +35,7 @@ pub const fn const_vni(value: u32) -> Vni {
 }
 
 /// Parses a VNI from a command-line argument (clap's `value_parser`).
-pub fn parse_vni(text: &str) -> Result<Vni, String> {
+pub(crate) fn parse_vni(text: &str) -> Result<Vni, String> {
     let value: u64 = text
         .parse()
         .map_err(|_| format!("{text:?} is not a number"))?;
@@ -43,28 +43,28 @@ pub fn parse_vni(text: &str) -> Result<Vni, String> {
 }
 
 /// A [`Vni`] as a JSON number.
-pub mod vni {
+pub(crate) mod vni {
     use serde::{Deserialize as _, Deserializer, Serializer};
     use tunnel::Vni;
 
     /// Writes the number.
-    pub fn serialize<S: Serializer>(vni: &Vni, s: S) -> Result<S::Ok, S::Error> {
+    pub(crate) fn serialize<S: Serializer>(vni: &Vni, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_u32(vni.get())
     }
 
     /// Reads and checks the number.
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vni, D::Error> {
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vni, D::Error> {
         super::network_vni(u64::deserialize(d)?).map_err(serde::de::Error::custom)
     }
 }
 
 /// An optional [`Vni`] as a JSON number or null.
-pub mod vni_opt {
+pub(crate) mod vni_opt {
     use serde::{Deserialize as _, Deserializer, Serializer};
     use tunnel::Vni;
 
     /// Writes the number, or null.
-    pub fn serialize<S: Serializer>(vni: &Option<Vni>, s: S) -> Result<S::Ok, S::Error> {
+    pub(crate) fn serialize<S: Serializer>(vni: &Option<Vni>, s: S) -> Result<S::Ok, S::Error> {
         match vni {
             Some(v) => s.serialize_some(&v.get()),
             None => s.serialize_none(),
@@ -72,7 +72,7 @@ pub mod vni_opt {
     }
 
     /// Reads and checks the number, if any.
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vni>, D::Error> {
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vni>, D::Error> {
         Option::<u64>::deserialize(d)?
             .map(super::network_vni)
             .transpose()
@@ -81,27 +81,30 @@ pub mod vni_opt {
 }
 
 /// A [`wire::Mac`] as `aa:bb:cc:dd:ee:ff`.
-pub mod mac {
+pub(crate) mod mac {
     use serde::{Deserialize as _, Deserializer, Serializer};
 
     /// Writes the text form.
-    pub fn serialize<S: Serializer>(mac: &wire::Mac, s: S) -> Result<S::Ok, S::Error> {
+    pub(crate) fn serialize<S: Serializer>(mac: &wire::Mac, s: S) -> Result<S::Ok, S::Error> {
         s.collect_str(mac)
     }
 
     /// Reads and checks the text form.
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<wire::Mac, D::Error> {
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<wire::Mac, D::Error> {
         let text = std::borrow::Cow::<str>::deserialize(d)?;
         text.parse().map_err(serde::de::Error::custom)
     }
 }
 
 /// An optional [`wire::Mac`] as `aa:bb:cc:dd:ee:ff` or null.
-pub mod mac_opt {
+pub(crate) mod mac_opt {
     use serde::{Deserialize as _, Deserializer, Serializer};
 
     /// Writes the text form, or null.
-    pub fn serialize<S: Serializer>(mac: &Option<wire::Mac>, s: S) -> Result<S::Ok, S::Error> {
+    pub(crate) fn serialize<S: Serializer>(
+        mac: &Option<wire::Mac>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
         match mac {
             Some(m) => s.collect_str(m),
             None => s.serialize_none(),
@@ -109,7 +112,9 @@ pub mod mac_opt {
     }
 
     /// Reads and checks the text form, if any.
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<wire::Mac>, D::Error> {
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<wire::Mac>, D::Error> {
         Option::<std::borrow::Cow<'_, str>>::deserialize(d)?
             .map(|t| t.parse())
             .transpose()

@@ -35,7 +35,7 @@ use super::http::{self, HttpRequest, Limits, Parsed};
 
 /// How long and how many: the bounds every connection is held to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ConnLimits {
+pub(crate) struct ConnLimits {
     /// Time a client has, from its connect, to deliver its whole request.
     pub request_timeout: Duration,
     /// Time a client has to take its answer.
@@ -60,7 +60,7 @@ impl Default for ConnLimits {
 /// reset the connection (and lose the answer) over unread bytes.
 const LINGER: Duration = Duration::from_secs(1);
 /// How long shutdown waits for answers still being written.
-pub const SHUTDOWN_FLUSH: Duration = Duration::from_secs(2);
+pub(crate) const SHUTDOWN_FLUSH: Duration = Duration::from_secs(2);
 /// Bytes read per `read` call.
 const READ_CHUNK: usize = 16 * 1024;
 
@@ -71,11 +71,11 @@ const FIRST_CONN: usize = 3;
 
 /// A connection's identity, for the answer to find it (never reused).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct ConnId(Token);
+pub(crate) struct ConnId(Token);
 
 /// What the socket thread hands the router's thread.
 #[derive(Debug)]
-pub enum ToHandler {
+pub(crate) enum ToHandler {
     /// A whole request.
     Request {
         /// Where the answer goes.
@@ -157,7 +157,7 @@ struct Conn {
 
 /// The listening sockets, bound by the router's thread (so a busy address is its error).
 #[derive(Debug)]
-pub struct Listeners {
+pub(crate) struct Listeners {
     /// The API socket.
     pub unix: UnixListener,
     /// The read-only metrics address, if enabled.
@@ -166,7 +166,7 @@ pub struct Listeners {
 
 /// The router's handle on the socket thread.
 #[derive(Debug)]
-pub struct IoHandle {
+pub(crate) struct IoHandle {
     commands: Sender<Command>,
     waker: Arc<Waker>,
     thread: Option<JoinHandle<()>>,
@@ -183,7 +183,7 @@ impl std::fmt::Debug for Command {
 
 impl IoHandle {
     /// Starts the socket thread; complete requests go to `to_handler`.
-    pub fn start(
+    pub(crate) fn start(
         mut listeners: Listeners,
         to_handler: Sender<ToHandler>,
         limits: ConnLimits,
@@ -225,7 +225,7 @@ impl IoHandle {
     }
 
     /// Sends an answer (a whole HTTP response) to a connection.
-    pub fn respond(&self, conn: ConnId, response: Vec<u8>) {
+    pub(crate) fn respond(&self, conn: ConnId, response: Vec<u8>) {
         if self.commands.send(Command::Respond(conn, response)).is_ok() {
             let _ = self.waker.wake();
         }
@@ -233,7 +233,7 @@ impl IoHandle {
 
     /// Writes the answers still pending (bounded by [`SHUTDOWN_FLUSH`]), closes everything
     /// and waits for the thread to end.
-    pub fn shutdown(&mut self) {
+    pub(crate) fn shutdown(&mut self) {
         if let Some(thread) = self.thread.take() {
             if self.commands.send(Command::Shutdown).is_ok() {
                 let _ = self.waker.wake();
@@ -587,7 +587,7 @@ fn refuse(stream: &mut Stream, limit: usize, tcp: bool) {
 }
 
 /// `{"error": message}`.
-pub fn error_body(message: &str) -> Vec<u8> {
+pub(crate) fn error_body(message: &str) -> Vec<u8> {
     serde_json::to_vec(&super::ErrorBody {
         error: message.to_string(),
     })

@@ -5,9 +5,9 @@
 //! `{"error": "..."}` with a 4xx/5xx status and are printed by the CLI as they are.
 
 pub mod client;
-pub mod codec;
+pub(crate) mod codec;
 pub mod http;
-pub mod listener;
+pub(crate) mod listener;
 pub mod report;
 pub mod server;
 

@@ -54,7 +54,7 @@ pub enum Request {
 
 /// A successful answer.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Response {
+pub(crate) enum Response {
     /// `application/json`.
     Json(serde_json::Value),
     /// `text/plain` (metrics).
@@ -69,7 +69,7 @@ impl Request {
 }
 
 /// What serves the requests: the router.
-pub trait Handler {
+pub(crate) trait Handler {
     /// Handles one request.
     fn handle(&mut self, request: Request) -> Result<Response, ApiError>;
 
@@ -79,11 +79,11 @@ pub trait Handler {
 }
 
 /// How often [`Handler::tick`] runs while no request comes.
-pub const TICK: Duration = Duration::from_secs(1);
+pub(crate) const TICK: Duration = Duration::from_secs(1);
 
 /// The listening API socket (and the metrics address, when enabled).
 #[derive(Debug)]
-pub struct ApiServer {
+pub(crate) struct ApiServer {
     incoming: Receiver<ToHandler>,
     unblock: Sender<ToHandler>,
     io: IoHandle,
@@ -93,11 +93,11 @@ pub struct ApiServer {
 
 /// Wakes a blocked [`ApiServer::serve`] from another thread (signal handling).
 #[derive(Debug, Clone)]
-pub struct Unblocker(Sender<ToHandler>);
+pub(crate) struct Unblocker(Sender<ToHandler>);
 
 impl Unblocker {
     /// Makes `serve` return.
-    pub fn unblock(&self) {
+    pub(crate) fn unblock(&self) {
         let _ = self.0.send(ToHandler::Unblock);
     }
 }
@@ -106,12 +106,12 @@ impl ApiServer {
     /// Listens on `path`, replacing a stale socket file, and on `metrics` (TCP, read-only
     /// requests only) when given. The caller must hold the home's pidfile lock, which is
     /// what proves no other router still uses that socket.
-    pub fn bind(path: &Path, metrics: Option<SocketAddr>) -> anyhow::Result<Self> {
+    pub(crate) fn bind(path: &Path, metrics: Option<SocketAddr>) -> anyhow::Result<Self> {
         Self::bind_with(path, metrics, ConnLimits::default())
     }
 
     /// [`bind`](Self::bind) with chosen connection limits.
-    pub fn bind_with(
+    pub(crate) fn bind_with(
         path: &Path,
         metrics: Option<SocketAddr>,
         limits: ConnLimits,
@@ -148,18 +148,18 @@ impl ApiServer {
     }
 
     /// Where the metrics address listens (the real port when bound with port 0).
-    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+    pub(crate) fn metrics_addr(&self) -> Option<SocketAddr> {
         self.metrics_addr
     }
 
     /// A handle that makes `serve` return.
-    pub fn unblocker(&self) -> Unblocker {
+    pub(crate) fn unblocker(&self) -> Unblocker {
         Unblocker(self.unblock.clone())
     }
 
     /// Serves requests until a `Stop` request has been answered or the server is unblocked,
     /// and ticks the handler every [`TICK`], busy or not.
-    pub fn serve(&self, handler: &mut dyn Handler) {
+    pub(crate) fn serve(&self, handler: &mut dyn Handler) {
         let mut next_tick = Instant::now() + TICK;
         loop {
             let wait = next_tick.saturating_duration_since(Instant::now());

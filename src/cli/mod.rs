@@ -26,11 +26,11 @@ pub struct Cli {
     /// routers can run on one machine, one per network namespace.
     /// [default: /var/lib/weft + /run/weft]
     #[arg(long, global = true, env = "WEFT_HOME", value_name = "DIR")]
-    pub home: Option<PathBuf>,
+    pub(crate) home: Option<PathBuf>,
 
     /// The verb.
     #[command(subcommand)]
-    pub command: Command,
+    pub(crate) command: Command,
 }
 
 /// The verbs.

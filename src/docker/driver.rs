@@ -32,7 +32,7 @@ use crate::api::AttachRequest;
 
 /// The Docker network `weft launch` creates; it is weft's default network, so
 /// `docker run --net weft` and `weft attach` meet.
-pub const DOCKER_NETWORK: &str = "weft";
+pub(crate) const DOCKER_NETWORK: &str = "weft";
 /// The prefix Docker numbers weft's interfaces with inside containers.
 const DST_PREFIX: &str = "eth";
 /// The address space weft's IPAM driver names (one: the allocation range).
@@ -40,7 +40,7 @@ const ADDRESS_SPACE: &str = "weft";
 
 /// How a call to the router or dockerd failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ApiFailure {
+pub(crate) enum ApiFailure {
     /// Nothing answered, or the connection broke: worth retrying later.
     #[error("{0}")]
     Unavailable(String),
@@ -51,7 +51,7 @@ pub enum ApiFailure {
 
 /// The router's answer about an endpoint (the fields the plugin reads).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct AttachedEndpoint {
+pub(crate) struct AttachedEndpoint {
     /// Who attached it.
     #[serde(default)]
     pub owner: Option<String>,
@@ -68,7 +68,7 @@ pub struct AttachedEndpoint {
 
 /// What the router says about its IP address management.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct IpamView {
+pub(crate) struct IpamView {
     /// The allocation range (`--ipalloc-range`).
     pub range: Option<Ipv4Net>,
     /// Where addresses come from when no subnet is asked for.
@@ -76,7 +76,7 @@ pub struct IpamView {
 }
 
 /// The router's API as the plugin uses it.
-pub trait RouterApi: Send + Sync {
+pub(crate) trait RouterApi: Send + Sync {
     /// Whether the router answers.
     fn ping(&self) -> Result<(), ApiFailure>;
     /// `POST /attach`.
@@ -101,7 +101,7 @@ pub trait RouterApi: Send + Sync {
 }
 
 /// dockerd's API as the plugin uses it.
-pub trait DockerApi: Send + Sync {
+pub(crate) trait DockerApi: Send + Sync {
     /// `GET /networks/{id}`; `Ok(None)` when Docker has no such network.
     fn network(&self, id: &DockerId) -> Result<Option<DockerNetwork>, ApiFailure>;
 }
@@ -109,7 +109,7 @@ pub trait DockerApi: Send + Sync {
 /// Why a call is refused; the message reaches the user through Docker's `Err` field.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
-pub struct Refused(pub String);
+pub(crate) struct Refused(pub String);
 
 impl From<ApiFailure> for Refused {
     fn from(f: ApiFailure) -> Self {
@@ -120,7 +120,7 @@ impl From<ApiFailure> for Refused {
 /// Work owed to the router that it could not take when it was asked.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum PendingOp {
+pub(crate) enum PendingOp {
     /// Detach an owner's endpoint (DeleteEndpoint while the router was down).
     Detach(String),
     /// Release a handle's address (or all of its addresses): ReleaseAddress while the
@@ -160,7 +160,7 @@ struct Shared {
 }
 
 /// The Docker network and IPAM plugin.
-pub struct Plugin {
+pub(crate) struct Plugin {
     router: Box<dyn RouterApi>,
     docker: Box<dyn DockerApi>,
     store: Option<PathBuf>,
@@ -205,7 +205,7 @@ fn endpoint_owner(endpoint: &DockerId) -> String {
 
 impl Plugin {
     /// A plugin over these APIs, keeping its state in `store` (`None`: memory only).
-    pub fn new(
+    pub(crate) fn new(
         router: Box<dyn RouterApi>,
         docker: Box<dyn DockerApi>,
         store: Option<PathBuf>,
@@ -256,7 +256,7 @@ impl Plugin {
     }
 
     /// Answers one call.
-    pub fn handle(&self, call: Call) -> Result<serde_json::Value, Refused> {
+    pub(crate) fn handle(&self, call: Call) -> Result<serde_json::Value, Refused> {
         fn json<T: Serialize>(v: T) -> Result<serde_json::Value, Refused> {
             serde_json::to_value(v).map_err(|e| Refused(format!("cannot encode the answer: {e}")))
         }
@@ -606,7 +606,7 @@ impl Plugin {
     }
 
     /// Retries owed work once; returns how much is still owed.
-    pub fn retry_pending(&self) -> usize {
+    pub(crate) fn retry_pending(&self) -> usize {
         let todo: Vec<PendingOp> = {
             let shared = self.lock();
             shared

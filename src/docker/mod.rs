@@ -17,12 +17,12 @@
 //! - [`serve`]: the process: socket, spec file, threads, the real clients.
 //! - [`supervise`]: starting, finding and stopping the process.
 
-pub mod driver;
+pub(crate) mod driver;
 pub mod engine;
 pub mod http;
 pub mod protocol;
-pub mod serve;
-pub mod supervise;
+pub(crate) mod serve;
+pub(crate) mod supervise;
 
 /// The driver's name in Docker (`-d weft`, `--ipam-driver weft`).
 pub const DRIVER_NAME: &str = "weft";

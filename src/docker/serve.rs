@@ -242,7 +242,7 @@ impl Drop for Files<'_> {
 }
 
 /// Runs the plugin until SIGTERM/SIGINT.
-pub fn run(home: &Home, paths: &PluginPaths, log_level: &str) -> anyhow::Result<()> {
+pub(crate) fn run(home: &Home, paths: &PluginPaths, log_level: &str) -> anyhow::Result<()> {
     home.ensure()?;
     let signals = crate::daemon::block_stop_signals()?;
     crate::logfile::init_logging(log_level, &supervise::log_file(home));
@@ -342,7 +342,7 @@ pub fn run(home: &Home, paths: &PluginPaths, log_level: &str) -> anyhow::Result<
 }
 
 /// Whether a plugin answers `Plugin.Activate` on `socket` (what Docker asks first).
-pub fn answers(socket: &Path) -> bool {
+pub(crate) fn answers(socket: &Path) -> bool {
     Client::new(socket)
         .with_timeout(Duration::from_secs(2))
         .exchange("POST", "/Plugin.Activate", None)

@@ -49,17 +49,17 @@ impl PluginPaths {
 }
 
 /// The plugin's pidfile (held under an exclusive lock while it runs).
-pub fn pidfile(home: &Home) -> PathBuf {
+pub(crate) fn pidfile(home: &Home) -> PathBuf {
     home.run_dir().join("docker-plugin.pid")
 }
 
 /// The plugin's durable state (see `driver`).
-pub fn state_file(home: &Home) -> PathBuf {
+pub(crate) fn state_file(home: &Home) -> PathBuf {
     home.state_dir().join("docker-plugin.json")
 }
 
 /// The plugin's log.
-pub fn log_file(home: &Home) -> PathBuf {
+pub(crate) fn log_file(home: &Home) -> PathBuf {
     home.state_dir().join("docker-plugin.log")
 }
 
@@ -69,13 +69,13 @@ fn record_file(home: &Home) -> PathBuf {
 }
 
 /// Records the plugin's paths.
-pub fn write_record(home: &Home, paths: &PluginPaths) -> anyhow::Result<()> {
+pub(crate) fn write_record(home: &Home, paths: &PluginPaths) -> anyhow::Result<()> {
     let bytes = serde_json::to_vec(paths).context("cannot encode the plugin's paths")?;
     crate::state::write_atomic(&record_file(home), &bytes)
 }
 
 /// Forgets the plugin's paths.
-pub fn remove_record(home: &Home) {
+pub(crate) fn remove_record(home: &Home) {
     let _ = std::fs::remove_file(record_file(home));
 }
 
@@ -84,7 +84,7 @@ fn read_record(home: &Home) -> Option<PluginPaths> {
 }
 
 /// Removes the plugin's socket and spec file, so Docker finds no plugin there.
-pub fn remove_endpoint_files(paths: &PluginPaths) {
+pub(crate) fn remove_endpoint_files(paths: &PluginPaths) {
     for path in std::iter::once(&paths.socket).chain(&paths.spec) {
         match std::fs::remove_file(path) {
             Ok(()) => {}
@@ -95,7 +95,7 @@ pub fn remove_endpoint_files(paths: &PluginPaths) {
 }
 
 /// The pid of the home's running plugin.
-pub fn running(home: &Home) -> Option<u32> {
+pub(crate) fn running(home: &Home) -> Option<u32> {
     crate::pidfile::running_pid(&pidfile(home)).ok().flatten()
 }
 
@@ -134,14 +134,18 @@ fn spawn(home: &Home, paths: &PluginPaths, log_level: &str) -> anyhow::Result<Ch
 
 /// The router's thread that keeps the home's plugin running while dockerd is reachable.
 #[derive(Debug)]
-pub struct Supervisor {
+pub(crate) struct Supervisor {
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl Supervisor {
     /// Starts watching; the first look is immediate.
-    pub fn start(home: &Home, paths: PluginPaths, log_level: String) -> anyhow::Result<Self> {
+    pub(crate) fn start(
+        home: &Home,
+        paths: PluginPaths,
+        log_level: String,
+    ) -> anyhow::Result<Self> {
         let stop = Arc::new(AtomicBool::new(false));
         let home = home.clone();
         let flag = Arc::clone(&stop);
@@ -198,7 +202,7 @@ impl Supervisor {
     }
 
     /// Stops watching; the plugin keeps running.
-    pub fn shutdown(mut self) {
+    pub(crate) fn shutdown(mut self) {
         self.stop.store(true, Ordering::SeqCst);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
@@ -208,7 +212,7 @@ impl Supervisor {
 
 /// After `launch`: when dockerd is reachable, waits for the plugin and makes sure the
 /// Docker network `weft` exists. Problems are reported, not fatal: the router runs.
-pub fn after_launch(home: &Home, paths: &PluginPaths) {
+pub(crate) fn after_launch(home: &Home, paths: &PluginPaths) {
     let engine = match Engine::from_env() {
         Ok(e) => e,
         Err(e) => {
@@ -252,7 +256,7 @@ pub fn after_launch(home: &Home, paths: &PluginPaths) {
 
 /// For `reset`, while router and plugin still run: removes the Docker network `weft`
 /// (Docker refuses while containers use it; that is reported and left).
-pub fn remove_docker_network(home: &Home) {
+pub(crate) fn remove_docker_network(home: &Home) {
     if running(home).is_none() {
         return;
     }
@@ -271,7 +275,7 @@ pub fn remove_docker_network(home: &Home) {
 }
 
 /// For `reset`, after the router stopped: stops the plugin and removes its files.
-pub fn reset(home: &Home) -> anyhow::Result<()> {
+pub(crate) fn reset(home: &Home) -> anyhow::Result<()> {
     if let Some(pid) = running(home) {
         let pid = nix::unistd::Pid::from_raw(i32::try_from(pid).unwrap_or(0));
         let gone_within = |t: Duration| crate::pidfile::wait_gone(&pidfile(home), t).is_ok();

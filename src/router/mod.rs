@@ -8,7 +8,7 @@ mod attach;
 mod expose;
 mod handover;
 mod meshlink;
-pub mod networks;
+pub(crate) mod networks;
 mod options;
 mod report;
 mod resolve;
@@ -22,7 +22,7 @@ use learning::PortId;
 use mesh::PeerName;
 use tunnel::Vni;
 
-pub use options::{PeerSpec, Ports, RouterOptions};
+pub(crate) use options::{PeerSpec, Ports, RouterOptions};
 
 use crate::api::server::{Handler, Request, Response};
 use crate::api::{ApiError, ForgetAnswer};
@@ -34,13 +34,13 @@ use crate::state::State;
 use networks::{DEFAULT_NETWORK, Networks};
 
 /// The default network's VNI when `launch --vni` is not given.
-pub const DEFAULT_VNI: Vni = crate::api::codec::const_vni(1);
+pub(crate) const DEFAULT_VNI: Vni = crate::api::codec::const_vni(1);
 /// Interface-name prefix of every link weft creates in the router's namespace.
-pub const LINK_PREFIX: &str = "wf";
+pub(crate) const LINK_PREFIX: &str = "wf";
 
 /// Launch-time settings that do not change while the router runs.
 #[derive(Debug, Clone)]
-pub struct RouterConfig {
+pub(crate) struct RouterConfig {
     /// The router's peer name.
     pub name: PeerName,
     /// Human-readable name.
@@ -63,7 +63,7 @@ struct PortBinding {
 
 /// The router's control plane.
 #[derive(Debug)]
-pub struct Router {
+pub(crate) struct Router {
     home: Home,
     state: State,
     config: RouterConfig,
@@ -86,7 +86,7 @@ pub struct Router {
 impl Router {
     /// Starts the data plane, restores networks, endpoints and host ports from the state
     /// file, and connects to the peers named at launch and remembered from `connect`.
-    pub fn start(home: &Home, options: &RouterOptions) -> anyhow::Result<Self> {
+    pub(crate) fn start(home: &Home, options: &RouterOptions) -> anyhow::Result<Self> {
         let mut state = State::load(&home.state_file())?;
         let name = *state
             .peer_name
@@ -320,7 +320,7 @@ impl Router {
     }
 
     /// Stops the data plane; endpoints and host ports stay for the next launch.
-    pub fn shutdown(&mut self) {
+    pub(crate) fn shutdown(&mut self) {
         if let Some(m) = self.meshd.take() {
             m.shutdown();
         }
@@ -487,7 +487,7 @@ impl Handler for Router {
 /// The default network's VNI for a launch given the saved one and `--vni`, and the saved
 /// one when `--vni` replaces it: `--vni` wins (the operator asked for it), else the saved
 /// VNI, else [`DEFAULT_VNI`].
-pub fn default_vni(saved: Option<Vni>, asked: Option<Vni>) -> (Vni, Option<Vni>) {
+pub(crate) fn default_vni(saved: Option<Vni>, asked: Option<Vni>) -> (Vni, Option<Vni>) {
     match (saved, asked) {
         (Some(old), Some(new)) if old != new => (new, Some(old)),
         (_, Some(new)) => (new, None),
@@ -497,7 +497,7 @@ pub fn default_vni(saved: Option<Vni>, asked: Option<Vni>) -> (Vni, Option<Vni>)
 }
 
 /// Resolves `host`, `host:port`, `ip` or `ip:port` (port defaulting to `default_port`).
-pub fn resolve_peer(spec: &str, default_port: u16) -> anyhow::Result<SocketAddr> {
+pub(crate) fn resolve_peer(spec: &str, default_port: u16) -> anyhow::Result<SocketAddr> {
     if let Ok(sa) = spec.parse::<SocketAddr>() {
         return Ok(sa);
     }

@@ -12,11 +12,11 @@ use learning::NetworkId;
 use tunnel::Vni;
 
 /// The network `attach` and `expose` use when none is named.
-pub const DEFAULT_NETWORK: &str = "default";
+pub(crate) const DEFAULT_NETWORK: &str = "default";
 
 /// One network.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct NetworkEntry {
+pub(crate) struct NetworkEntry {
     /// Its id inside the switch.
     pub id: NetworkId,
     /// Its VNI on the wire.
@@ -25,14 +25,14 @@ pub struct NetworkEntry {
 
 /// The registry of networks, by name.
 #[derive(Debug, Default)]
-pub struct Networks {
+pub(crate) struct Networks {
     by_name: BTreeMap<String, NetworkEntry>,
     next_id: u16,
 }
 
 /// Why a network cannot be declared.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum NetworkError {
+pub(crate) enum NetworkError {
     /// Bad characters or length.
     #[error("invalid network name {0:?}: use 1-32 letters, digits, '.', '_' or '-'")]
     InvalidName(String),
@@ -55,7 +55,7 @@ pub enum NetworkError {
 }
 
 /// Checks a network name.
-pub fn validate_name(name: &str) -> Result<(), NetworkError> {
+pub(crate) fn validate_name(name: &str) -> Result<(), NetworkError> {
     let ok = !name.is_empty()
         && name.len() <= 32
         && name
@@ -70,7 +70,7 @@ pub fn validate_name(name: &str) -> Result<(), NetworkError> {
 
 /// The VNI a named network gets when none is chosen: FNV-1a of the name folded to 24
 /// bits, kept clear of the small numbers operators pick by hand.
-pub fn derived_vni(name: &str) -> Vni {
+pub(crate) fn derived_vni(name: &str) -> Vni {
     let mut h: u32 = 0x811c_9dc5;
     for b in name.bytes() {
         h ^= u32::from(b);
@@ -87,7 +87,7 @@ const DERIVED_MIN: Vni = crate::api::codec::const_vni(0x1000);
 
 impl Networks {
     /// Declares a network (idempotent when the VNI matches).
-    pub fn add(&mut self, name: &str, vni: Vni) -> Result<NetworkEntry, NetworkError> {
+    pub(crate) fn add(&mut self, name: &str, vni: Vni) -> Result<NetworkEntry, NetworkError> {
         validate_name(name)?;
         if let Some(e) = self.by_name.get(name) {
             return if e.vni == vni {
@@ -115,25 +115,17 @@ impl Networks {
     }
 
     /// Looks a network up by name.
-    pub fn get(&self, name: &str) -> Option<NetworkEntry> {
+    pub(crate) fn get(&self, name: &str) -> Option<NetworkEntry> {
         self.by_name.get(name).copied()
     }
 
-    /// The name of a network id.
-    pub fn name_of(&self, id: NetworkId) -> Option<&str> {
-        self.by_name
-            .iter()
-            .find(|(_, e)| e.id == id)
-            .map(|(n, _)| n.as_str())
-    }
-
     /// Forgets a network.
-    pub fn remove(&mut self, name: &str) -> Option<NetworkEntry> {
+    pub(crate) fn remove(&mut self, name: &str) -> Option<NetworkEntry> {
         self.by_name.remove(name)
     }
 
     /// All networks, by name.
-    pub fn iter(&self) -> impl Iterator<Item = (&str, NetworkEntry)> {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&str, NetworkEntry)> {
         self.by_name.iter().map(|(n, e)| (n.as_str(), *e))
     }
 }
@@ -161,7 +153,6 @@ mod tests {
         ));
         let b = n.add("blue", derived_vni("blue")).unwrap();
         assert_ne!(b.id, d.id);
-        assert_eq!(n.name_of(b.id), Some("blue"));
         assert!(n.add("bad name", vni(5)).is_err());
     }
 

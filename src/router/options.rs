@@ -15,7 +15,7 @@ use tunnel::Vni;
 /// A peer named on the command line (`launch PEER`, `connect PEER`): the text as the
 /// user wrote it, for status and the state file, and the VXLAN address it resolved to.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PeerSpec {
+pub(crate) struct PeerSpec {
     /// As given: `host`, `host:port`, `ip` or `ip:port`.
     pub spec: String,
     /// Its VXLAN address (the port defaults to ours).
@@ -24,7 +24,7 @@ pub struct PeerSpec {
 
 /// The UDP and TCP ports a router uses (and assumes its peers use unless they say).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Ports {
+pub(crate) struct Ports {
     /// VXLAN (UDP), ours and the peers' default.
     pub vxlan: u16,
     /// The peer mesh's control connections (TCP).
@@ -45,7 +45,7 @@ impl Default for Ports {
 
 /// Launch-time settings of a router, checked and resolved by the CLI.
 #[derive(Clone)]
-pub struct RouterOptions {
+pub(crate) struct RouterOptions {
     /// Peers named at launch (not saved: they apply to this launch only).
     pub peers: Vec<PeerSpec>,
     /// The default network's VNI, when `--vni` asks for one (else the saved one, else 1).
