@@ -1,23 +1,10 @@
 //! The router process: pidfile lock, logging, signals, the API loop, orderly shutdown.
 
 use anyhow::Context as _;
-use nix::sys::signal::{SigSet, Signal};
 
 use crate::api::server::ApiServer;
 use crate::home::Home;
 use crate::router::{Router, RouterOptions};
-
-/// Blocks SIGTERM, SIGINT and SIGHUP in the calling thread (and so in the threads and
-/// children it starts later) and returns the set, for one thread to `wait` on: the way to
-/// turn "stop" into an orderly shutdown rather than a death that skips every cleanup.
-pub(crate) fn block_stop_signals() -> anyhow::Result<SigSet> {
-    let mut signals = SigSet::empty();
-    signals.add(Signal::SIGTERM);
-    signals.add(Signal::SIGINT);
-    signals.add(Signal::SIGHUP);
-    signals.thread_block().context("cannot block signals")?;
-    Ok(signals)
-}
 
 /// What the router process runs with, besides the router's own options.
 #[derive(Debug, Clone)]
@@ -32,26 +19,15 @@ pub(crate) struct DaemonOptions {
     pub router: RouterOptions,
 }
 
-/// Why the home's directories are unsafe, one line each (none: they are fine).
-pub(crate) fn unsafe_dirs(home: &Home) -> Vec<String> {
-    let mut dirs = vec![home.state_dir()];
-    if home.run_dir() != home.state_dir() {
-        dirs.push(home.run_dir());
-    }
-    dirs.into_iter()
-        .filter_map(crate::secrets::unsafe_dir)
-        .collect()
-}
-
 /// Runs the router until `weft stop`, SIGTERM or SIGINT.
 pub(crate) fn run(home: &Home, options: &DaemonOptions) -> anyhow::Result<()> {
     home.ensure()?;
     // Block the stop signals before any thread exists, so every thread inherits the mask
     // and only the signal thread below ever sees them.
-    let signals = block_stop_signals()?;
+    let signals = crate::sys::signal::block_stop_signals().context("cannot block signals")?;
 
     crate::logfile::init_logging(&options.log_filter, &home.log_file());
-    for dir in unsafe_dirs(home) {
+    for dir in home.unsafe_dirs() {
         tracing::warn!("{dir}");
     }
     let lock = crate::pidfile::PidLock::acquire(&home.pidfile())?;

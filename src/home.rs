@@ -74,6 +74,18 @@ impl Home {
         self.run_dir.join("weft.pid")
     }
 
+    /// Why the home's directories are unsafe (others can write them), one line each;
+    /// none when they are fine.
+    pub(crate) fn unsafe_dirs(&self) -> Vec<String> {
+        let mut dirs = vec![self.state_dir.as_path()];
+        if self.run_dir != self.state_dir {
+            dirs.push(&self.run_dir);
+        }
+        dirs.into_iter()
+            .filter_map(crate::secrets::unsafe_dir)
+            .collect()
+    }
+
     /// The directory of durable state.
     pub(crate) fn state_dir(&self) -> &Path {
         &self.state_dir

@@ -16,7 +16,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 
-use crate::cli::LabDemoArgs;
 use crate::netns;
 use crate::testlab::{self, Teardown};
 
@@ -157,7 +156,7 @@ pub struct Interrupted;
 /// and raises the returned flag when one arrives. Without this, Ctrl-C would kill the demo
 /// before `DemoLab::drop` and leave namespaces and routers behind.
 fn watch_stop_signals() -> anyhow::Result<Arc<AtomicBool>> {
-    let signals = crate::daemon::block_stop_signals()?;
+    let signals = crate::sys::signal::block_stop_signals().context("cannot block signals")?;
     let flag = Arc::new(AtomicBool::new(false));
     let raised = Arc::clone(&flag);
     std::thread::Builder::new()
@@ -172,8 +171,8 @@ fn watch_stop_signals() -> anyhow::Result<Arc<AtomicBool>> {
     Ok(flag)
 }
 
-/// Runs the demo.
-pub(crate) fn demo(args: &LabDemoArgs) -> anyhow::Result<()> {
+/// Runs the demo; with `keep` the lab stays up afterwards (and says how to remove it).
+pub(crate) fn demo(keep: bool) -> anyhow::Result<()> {
     anyhow::ensure!(
         nix::unistd::geteuid().is_root(),
         "weft lab demo needs root (it creates network namespaces)"
@@ -200,7 +199,7 @@ pub(crate) fn demo(args: &LabDemoArgs) -> anyhow::Result<()> {
     }
     result?;
 
-    if args.keep {
+    if keep {
         lab.lab.keep();
         println!(
             "\nThe lab is still running (namespaces {p}h1 {p}h2 {p}c1 {p}c2 {p}c3; homes under {t}). Clean up with:\n  for h in h1 h2; do ip netns exec {p}$h weft --home {t}/$h reset; done\n  for n in h1 h2 c1 c2 c3; do ip netns delete {p}$n; done; rm -r {t}",

@@ -11,12 +11,13 @@ use std::path::Path;
 /// The mode of every secret-bearing file.
 pub(crate) const PRIVATE_MODE: u32 = 0o600;
 
-/// Creates `path` (which must not exist) readable and writable by its owner only.
-pub(crate) fn create_private(path: &Path) -> io::Result<File> {
+/// Creates `path` (which must not exist) with `mode` from its first moment (the umask can
+/// only narrow it), so no window exists in which a secret is readable by others.
+pub(crate) fn create_with_mode(path: &Path, mode: u32) -> io::Result<File> {
     OpenOptions::new()
         .write(true)
         .create_new(true)
-        .mode(PRIVATE_MODE)
+        .mode(mode)
         .open(path)
 }
 
@@ -64,9 +65,12 @@ mod tests {
     fn private_files_are_0600_in_an_open_directory() {
         let d = tempdir("open", 0o755);
         let f = d.join("key");
-        drop(create_private(&f).unwrap());
+        drop(create_with_mode(&f, PRIVATE_MODE).unwrap());
         assert_eq!(std::fs::metadata(&f).unwrap().mode() & 0o777, PRIVATE_MODE);
-        assert!(create_private(&f).is_err(), "never opens an existing file");
+        assert!(
+            create_with_mode(&f, PRIVATE_MODE).is_err(),
+            "never opens an existing file"
+        );
         std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o666)).unwrap();
         restrict(&f).unwrap();
         assert_eq!(std::fs::metadata(&f).unwrap().mode() & 0o777, PRIVATE_MODE);

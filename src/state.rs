@@ -136,13 +136,21 @@ impl State {
     pub(crate) fn save(&self, path: &Path) -> anyhow::Result<()> {
         let mut bytes = serde_json::to_vec_pretty(self).context("cannot encode weft state")?;
         bytes.push(b'\n');
-        write_atomic(path, &bytes)
+        // It holds the router's private key: readable by its owner only.
+        write_atomic_mode(path, &bytes, crate::secrets::PRIVATE_MODE)
     }
 }
 
 /// Replaces `path` with `bytes` so that a crash at any moment leaves either the old or the
-/// new content, never a torn file. The file is readable by its owner only.
+/// new content, never a torn file; the file is mode 0644 (e.g. a CNI conflist runtimes
+/// read).
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    write_atomic_mode(path, bytes, 0o644)
+}
+
+/// [`write_atomic`] with the file's mode, set from its creation whatever the umask
+/// (never wider than the umask allows, and `mode` exactly for a secret's 0600).
+fn write_atomic_mode(path: &Path, bytes: &[u8], mode: u32) -> anyhow::Result<()> {
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -155,8 +163,7 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     let result = (|| -> anyhow::Result<()> {
         // A temporary file of a crashed writer may still be there: it is ours to replace.
         let _ = std::fs::remove_file(&tmp);
-        // 0600 from birth, whatever the umask: the state holds the router's private key.
-        let mut f = crate::secrets::create_private(&tmp)
+        let mut f = crate::secrets::create_with_mode(&tmp, mode)
             .with_context(|| format!("cannot create {}", tmp.display()))?;
         f.write_all(bytes)
             .with_context(|| format!("cannot write {}", tmp.display()))?;

@@ -44,7 +44,7 @@ pub(super) fn run(home: &Home, args: LaunchArgs) -> anyhow::Result<()> {
         .ok()
         .and_then(|s| crate::router::default_vni(s.default_vni, args.vni).1);
     home.ensure()?;
-    for why in crate::daemon::unsafe_dirs(home) {
+    for why in home.unsafe_dirs() {
         eprintln!("weft: warning: {why}");
     }
     let log_path = home.log_file();

@@ -424,7 +424,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             &crate::docker::supervise::PluginPaths::new(args.socket, &args.spec_dir),
             &args.log_level,
         ),
-        Command::Lab(LabCommand::Demo(args)) => crate::lab::demo(&args),
+        Command::Lab(LabCommand::Demo(args)) => crate::lab::demo(args.keep),
         Command::Cni(CniCommand::Install(args)) => cni_install(&args),
         Command::Completions { shell } => {
             use clap::CommandFactory as _;

@@ -244,7 +244,7 @@ impl Drop for Files<'_> {
 /// Runs the plugin until SIGTERM/SIGINT.
 pub(crate) fn run(home: &Home, paths: &PluginPaths, log_level: &str) -> anyhow::Result<()> {
     home.ensure()?;
-    let signals = crate::daemon::block_stop_signals()?;
+    let signals = crate::sys::signal::block_stop_signals().context("cannot block signals")?;
     crate::logfile::init_logging(log_level, &supervise::log_file(home));
     // Dropped last: the files below go while we still hold it.
     let _lock = crate::pidfile::PidLock::acquire(&supervise::pidfile(home))?;
