@@ -1,5 +1,5 @@
-//! The router's side of the peer mesh: its identity and password, the endpoints it
-//! announces, and the control connections shown in `weft status`.
+//! The router's side of the peer mesh: its static key, the endpoints it announces, and
+//! the control connections and dial targets shown in `weft status`.
 
 use std::net::SocketAddr;
 
