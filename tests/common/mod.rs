@@ -77,6 +77,13 @@ impl Status {
         panic!("the router reports no counter {name:?}; in its group: {similar:?}");
     }
 
+    /// Counter `name` before (or while waiting for) the event it counts: 0 while the data
+    /// plane has not counted it yet (it names some counters as they first move). Pair it
+    /// with a [`counter`](Self::counter) read after the event, which checks the name.
+    pub fn counter_baseline(&self, name: &str) -> u64 {
+        self.0.counters.get(name).copied().unwrap_or(0)
+    }
+
     /// The peer with this name, if the router knows it.
     pub fn peer_named(&self, name: mesh::PeerName) -> Option<&PeerReport> {
         self.0.peers.iter().find(|p| p.name == Some(name))
