@@ -203,8 +203,8 @@ fn the_image_runs_the_router_and_installs_what_a_kubelet_runs() {
     );
     let status =
         String::from_utf8_lossy(&weft_at(&home, &["status", "--json"]).stdout).into_owned();
-    let status: serde_json::Value = serde_json::from_str(&status).unwrap();
-    assert_eq!(status["networks"][0]["name"], "default", "{status}");
+    let status: weft::api::report::StatusReport = serde_json::from_str(&status).unwrap();
+    assert_eq!(status.networks[0].name, "default", "{status:?}");
 
     // The init step, into a temporary root, as onto a node.
     let node = lab.tmp("node");

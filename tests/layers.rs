@@ -7,6 +7,9 @@
 //! contract (`api`); durable state; the data plane; the mesh thread; the router; the
 //! Docker plugin; the daemon; the labs; the CNI plugin and the command line on top.
 
+// A test: failing loudly is the point.
+#![allow(clippy::unwrap_used, clippy::panic)]
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
