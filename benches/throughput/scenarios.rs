@@ -26,8 +26,8 @@ const HOST2_UNDERLAY: (&str, &str) = ("198.19.0.2/24", "198.19.0.2");
 /// The underlay MTU of the cross-host scenarios.
 pub(crate) const UNDERLAY_MTU: u32 = 1500;
 /// IPv4 20 + UDP 8 + VXLAN 8 + inner Ethernet 14: what weft and the kernel both take
-/// off the underlay MTU.
-const VXLAN_OVERHEAD: u32 = 50;
+/// off the underlay MTU (tunnel's one definition of it).
+const VXLAN_OVERHEAD: u32 = tunnel::vxlan::OVERHEAD_V4 as u32;
 /// The MTU every container gets (weft's default; the kernel's containers are set to it).
 pub(crate) const OVERLAY_MTU: u32 = UNDERLAY_MTU - VXLAN_OVERHEAD;
 /// VXLAN network identifier (weft's default network uses 1 too).

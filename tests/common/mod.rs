@@ -77,10 +77,11 @@ impl Status {
         panic!("the router reports no counter {name:?}; in its group: {similar:?}");
     }
 
-    /// Counter `name` before (or while waiting for) the event it counts: 0 while the data
-    /// plane has not counted it yet (it names some counters as they first move). Pair it
-    /// with a [`counter`](Self::counter) read after the event, which checks the name.
-    pub fn counter_baseline(&self, name: &str) -> u64 {
+    /// Counter `name` as far as it has been counted: 0 while the data plane has not
+    /// counted it yet (today's data plane names some counters only once they first move).
+    /// Only for a counter that may not have moved yet (a baseline, a wait, a zero); pair
+    /// it with a [`counter`](Self::counter) read wherever the event must have happened.
+    pub fn counter_so_far(&self, name: &str) -> u64 {
         self.0.counters.get(name).copied().unwrap_or(0)
     }
 
