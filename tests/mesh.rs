@@ -293,7 +293,7 @@ fn a_neighbour_behind_blocked_udp_is_relayed_through_a_third_host_and_returns() 
         2,
         "the control connection fell"
     );
-    let relayed_before = lab.status("h2").counter_so_far("relay.frames");
+    let relayed_before = lab.status("h2").counter("relay.frames");
     lab.assert_ping("c1", "10.81.0.3");
     let (sent, received, n) = tcp_transfer(&c1, &c3, Ipv4Addr::new(10, 81, 0, 3), 5011, 4 << 20);
     assert_eq!((n, sent), (4 << 20, received));

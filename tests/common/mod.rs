@@ -77,14 +77,6 @@ impl Status {
         panic!("the router reports no counter {name:?}; in its group: {similar:?}");
     }
 
-    /// Counter `name` as far as it has been counted: 0 while the data plane has not
-    /// counted it yet (today's data plane names some counters only once they first move).
-    /// Only for a counter that may not have moved yet (a baseline, a wait, a zero); pair
-    /// it with a [`counter`](Self::counter) read wherever the event must have happened.
-    pub fn counter_so_far(&self, name: &str) -> u64 {
-        self.0.counters.get(name).copied().unwrap_or(0)
-    }
-
     /// The peer with this name, if the router knows it.
     pub fn peer_named(&self, name: mesh::PeerName) -> Option<&PeerReport> {
         self.0.peers.iter().find(|p| p.name == Some(name))
